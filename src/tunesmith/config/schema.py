@@ -1,0 +1,265 @@
+"""The typed config: the only schema. YAML/JSON files and `--set` overrides fill these fields.
+
+Every field carries a one-line description (shown by `tunesmith config show`) and a default that suits a
+0.5B-3B model on one GPU. Cross-field rules that exclude each other live in `model_validator`s and raise
+`ValueError`s, which the loader turns into key-path messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "template")
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = Field("tunesmith-run", description="Run name; the run directory is <output_dir>/<name>.")
+    output_dir: str = Field("runs", description="Folder that holds run directories.")
+    seed: int = Field(42, ge=0, description="Seed for data sampling, splits, initialisation and training.")
+    overwrite: bool = Field(False, description="Allow reusing an existing run directory that holds a finished run.")
+
+
+class TinyModelConfig(Section):
+    layers: int = Field(2, ge=1, le=32, description="Transformer layers of a `tiny:` model.")
+    hidden: int = Field(64, ge=16, le=4096, description="Hidden size of a `tiny:` model (multiple of heads).")
+    heads: int = Field(4, ge=1, le=64, description="Attention heads of a `tiny:` model.")
+    vocab_size: int = Field(1024, ge=300, le=65536, description="BPE vocabulary size of a `tiny:` model.")
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        description="Hub id, local folder, .gguf file, or tiny:qwen2 / tiny:llama (built from the run's text).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer folder or SentencePiece .model file when it differs from the model."
+    )
+    chat_template: str = Field(
+        "auto",
+        description="auto (the model's own, else chatml/simple), a built-in name (chatml, llama3, simple) or a .jinja file.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype when loading; auto picks by device (fp32 on CPU/MPS)."
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel; auto lets transformers choose (sdpa)."
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub (only for models you trust).")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of a `tiny:` model.")
+
+
+class PromptTemplate(Section):
+    system: str | None = Field(None, description="System turn; format string over the row's columns.")
+    user: str = Field(..., description="User turn; format string over the row's columns, e.g. 'Ask a question'.")
+    assistant: str = Field(..., description="Assistant turn; format string, e.g. '{title} {questionBody}'.")
+
+
+class SourceConfig(Section):
+    path: str | None = Field(None, description="Local file or folder (.json/.jsonl/.csv/.tsv/.parquet/.txt) or hub dataset id.")
+    name: str | None = Field(None, description="Hub dataset config name.")
+    split: str = Field("train", description="Hub dataset split to read.")
+    data_files: str | list[str] | None = Field(None, description="Files inside a hub dataset (or glob).")
+    dataset_info: str | None = Field(None, description="LLaMA-Factory dataset_info.json to read this source's description from.")
+    dataset: str | None = Field(None, description="Entry name inside dataset_info.json.")
+    format: Literal[FORMATS] = Field("auto", description="Row format; auto detects and says why.")  # type: ignore[valid-type]
+    columns: dict[str, str] = Field(default_factory=dict, description="Rename columns: {expected_name: column_in_file}.")
+    template: PromptTemplate | None = Field(None, description="Turn templates for format: template.")
+    weight: float = Field(1.0, gt=0, description="Mixing weight relative to the other sources (2.0 : 1.0 = twice as often).")
+    limit: int | None = Field(None, ge=1, description="Take the first N rows.")
+    sample: int | None = Field(None, ge=1, description="Take N rows at random (seeded by run.seed).")
+    system_prompt: str | None = Field(None, description="System prompt added to each conversation without one.")
+    system_prompt_file: str | None = Field(None, description="File holding the system prompt.")
+    use_as: Literal["split", "train", "val", "test"] = Field(
+        "split", description="split: divide by data.split fractions; train/val/test: use whole as that split."
+    )
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> SourceConfig:
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("'limit' and 'sample' exclude each other: use limit for the first N rows, sample for N random rows")
+        if self.system_prompt is not None and self.system_prompt_file is not None:
+            raise ValueError("'system_prompt' and 'system_prompt_file' exclude each other: give one")
+        if self.path is None and self.dataset is None:
+            raise ValueError("a source needs 'path' (file, folder or hub id) or 'dataset' (with dataset_info)")
+        if self.dataset is not None and self.dataset_info is None:
+            raise ValueError("'dataset' names an entry of a dataset_info.json: set 'dataset_info' too")
+        if self.format == "template" and self.template is None:
+            raise ValueError("format 'template' needs 'template: {user: ..., assistant: ...}'")
+        return self
+
+
+class SplitConfig(Section):
+    val: float = Field(0.1, ge=0, lt=1, description="Share of rows held out for validation.")
+    test: float = Field(0.05, ge=0, lt=1, description="Share of rows held out for the final test.")
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitConfig:
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test = {self.val + self.test:g} leaves no training rows: keep the sum below 1")
+        return self
+
+
+class CleanConfig(Section):
+    normalize_whitespace: bool = Field(False, description="Collapse runs of spaces/tabs and trim each turn.")
+    strip_html: bool = Field(False, description="Remove HTML tags and unescape entities.")
+    drop_regex: list[str] = Field(default_factory=list, description="Drop rows whose text matches any of these regexes.")
+    keep_chars: str | None = Field(None, description=r"Keep only this character class, e.g. 'a-zA-Z0-9\s'.")
+    min_chars: int | None = Field(None, ge=0, description="Drop rows with fewer characters.")
+    max_chars: int | None = Field(None, ge=1, description="Drop rows with more characters.")
+    dedup: bool = Field(True, description="Drop exact duplicate rows.")
+
+
+class DataConfig(Section):
+    sources: list[SourceConfig] = Field(default_factory=list, description="Where the rows come from (one or more).")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Held-out fractions (seeded by run.seed).")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning applied before tokenizing.")
+    max_length: int = Field(1024, ge=16, le=131072, description="Longest tokenized example; longer ones are truncated.")
+    loss_on: Literal["assistant", "all", "last_assistant"] = Field(
+        "assistant", description="Which tokens get loss: every assistant turn, all tokens, or the last assistant turn."
+    )
+    system_prompt: str | None = Field(None, description="System prompt for every source without its own.")
+    num_proc: int | None = Field(None, ge=1, description="Tokenizer worker processes (default: by data size).")
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules to adapt: all-linear or a list of names.")
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
+    modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved (e.g. embed_tokens when tokens are added).")
+
+
+class QuantizationConfig(Section):
+    bits: Literal[4] = Field(4, description="Weight bits for QLoRA (4).")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    double_quant: bool = Field(True, description="Quantise the quantisation constants too.")
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Dtype of the matmuls; auto: bf16 on GPUs that have it, else fp16 on GPU, fp32 on CPU."
+    )
+
+
+class RewardConfig(Section):
+    name: str | None = Field(None, description="Built-in reward: format, numeric_match, json_valid, json_match, length, contains.")
+    function: str | None = Field(None, description="Custom reward: path/to/file.py:function or module:function.")
+    weight: float = Field(1.0, description="Weight of this reward in the total.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options passed to the reward.")
+
+    @model_validator(mode="after")
+    def _one(self) -> RewardConfig:
+        if (self.name is None) == (self.function is None):
+            raise ValueError("a reward needs exactly one of 'name' (built-in) or 'function' (file.py:func or module:func)")
+        return self
+
+
+class GRPOConfig(Section):
+    rewards: list[RewardConfig] = Field(default_factory=list, description="Reward functions and their weights.")
+    num_generations: int = Field(8, ge=2, description="Completions sampled per prompt (the group).")
+    max_completion_length: int = Field(256, ge=1, description="Longest completion in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for completions.")
+    beta: float = Field(0.0, ge=0, description="KL weight; a reference model is kept only when > 0.")
+    prompt_column: str = Field("question", description="Column holding the prompt (for non-conversation rows).")
+    reference_column: str = Field("answer", description="Column the rewards compare against.")
+
+
+class TrainConfig(Section):
+    mode: Literal["full", "lora", "qlora"] = Field("lora", description="Full fine-tune, LoRA, or QLoRA (4-bit base + LoRA).")
+    epochs: float = Field(3, gt=0, description="Passes over the training split.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = Field(8, ge=1, description="Examples per device per step.")
+    grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"] = Field(
+        "auto", description="Optimizer; auto: paged_adamw_8bit for QLoRA on CUDA, adamw_torch otherwise."
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."
+    )
+    activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for GPU.")
+    batching: Literal["auto", "padding_free", "packed", "padded"] = Field(
+        "auto", description="How examples share a batch; auto picks the fastest correct one for the device."
+    )
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Device to train on.")
+    logging_steps: int = Field(10, ge=1, description="Log metrics every N steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps (default: save_steps).")
+    save_steps: int = Field(500, ge=1, description="Write a checkpoint every N steps.")
+    save_total_limit: int = Field(3, ge=1, description="Keep the last K checkpoints.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N evaluations without a better validation loss.")
+    init_from: str | None = Field(None, description="Start from this run directory's final adapter (e.g. GRPO after SFT).")
+    smoke_examples: int = Field(10, ge=1, description="Examples used by --smoke.")
+    smoke_steps: int = Field(3, ge=1, description="Steps run by --smoke.")
+
+
+class EvalConfig(Section):
+    metrics: list[str] = Field(
+        default_factory=lambda: ["loss"],
+        description="loss, exact_match, rouge, json, numeric, bleu, or custom file.py:function / module:function.",
+    )
+    max_new_tokens: int = Field(256, ge=1, description="Longest generated answer.")
+    temperature: float = Field(0.0, ge=0, description="0 for greedy decoding (comparable before/after).")
+    repetition_penalty: float = Field(1.0, gt=0, description="Penalty for repeated tokens at generation.")
+    batch_size: int = Field(8, ge=1, description="Prompts generated at once.")
+    limit: int | None = Field(None, ge=1, description="Evaluate on the first N test examples.")
+    compare_base: bool = Field(True, description="Also evaluate the base model on the same prompts.")
+    reference_column: str | None = Field(None, description="Column with the reference answer (default: the last assistant turn).")
+    json_fields: list[str] | None = Field(None, description="Fields scored by the json metric (default: all in the reference).")
+
+
+class ExportConfig(Section):
+    merged: bool = Field(True, description="Merge the adapter into the base and save safetensors.")
+    gguf: list[Literal[GGUF_TYPES]] = Field(default_factory=lambda: ["q4_k_m"], description="GGUF types to write.")  # type: ignore[valid-type]
+    verify: bool = Field(True, description="Prove each GGUF answers like the HF model in llama.cpp.")
+    verify_prompts: int = Field(5, ge=1, description="Prompts from the test split used by the parity check.")
+    verify_tokens: int = Field(32, ge=1, description="Greedy tokens compared per prompt.")
+    ollama_name: str | None = Field(None, description="Model name in the printed `ollama create` command (default: run name).")
+    out_dir: str | None = Field(None, description="Where to write (default: <run_dir>/export).")
+
+
+class TrackingConfig(Section):
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "none"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Trackers; keys come from the environment only."
+    )
+    project: str | None = Field(None, description="W&B project / MLflow experiment name.")
+
+
+class Config(BaseModel):
+    """A whole tunesmith run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    run: RunConfig = Field(default_factory=RunConfig, description="Name, output folder and seed.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model and tokenizer.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Sources, cleaning, split and tokenization.")
+    method: Literal["sft", "grpo"] = Field("sft", description="Training method: sft or grpo.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter (train.mode lora/qlora).")
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig, description="4-bit base for QLoRA.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and checkpoints.")
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig, description="GRPO settings (method: grpo).")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation after training.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Merge, GGUF and Ollama export.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers.")
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        if self.method == "grpo" and not self.grpo.rewards:
+            raise ValueError("method 'grpo' needs at least one reward under grpo.rewards")
+        if self.train.mode == "full" and self.lora.modules_to_save:
+            raise ValueError("lora.modules_to_save applies to lora/qlora; train.mode 'full' trains every module already")
+        if self.train.mode == "qlora" and self.model.name_or_path.endswith(".gguf"):
+            raise ValueError("qlora quantises a 16/32-bit base: a .gguf base cannot be used; use mode lora or the HF model")
+        return self

@@ -1,0 +1,1 @@
+"""Data: sources -> conversations -> checks, stats, cleaning, splits -> ids + loss mask."""

@@ -1,0 +1,151 @@
+"""Conversation -> token ids + loss mask, by rendering the chat template (no `{% generation %}` markers needed).
+
+The rendered text is cut into segments at each assistant turn: the prompt before it (no loss), the assistant
+content and its end-of-turn token (loss), then whatever the template adds after (no loss, e.g. ChatML's
+newline). The segments are found by rendering prefixes of the conversation, so any template that renders
+turns in order works, with or without generation markers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunesmith.errors import DataError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where no loss
+    truncated: bool = False
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of a piece of rendered text: special tokens in the text are kept, none are added."""
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assistant") -> list[tuple[str, bool]]:
+    """(text, trained) pieces whose concatenation is the rendered conversation."""
+    segments: list[tuple[str, bool]] = []
+    done = ""
+    assistant_turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    last = assistant_turns[-1] if assistant_turns else -1
+    for i in assistant_turns:
+        prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
+        full = render(tokenizer, messages[: i + 1])
+        if not prompt.startswith(done) or not full.startswith(prompt):
+            raise DataError(
+                "the chat template renders earlier turns differently once later turns are added, "
+                "so the loss mask cannot be derived from it",
+                hint="use model.chat_template: chatml (or another template that renders turns in order)",
+            )
+        trained = loss_on == "all" or (loss_on == "assistant") or (loss_on == "last_assistant" and i == last)
+        segments.append((prompt[len(done):], loss_on == "all"))
+        head, answer, tail = _split_end_of_turn(tokenizer, full[len(prompt):], messages[i]["content"])
+        segments.append((head, loss_on == "all"))
+        segments.append((answer, trained))
+        segments.append((tail, loss_on == "all"))
+        done = full
+    rest = render(tokenizer, messages)[len(done):] if messages else ""
+    segments.append((rest, loss_on == "all"))
+    return [(text, trained) for text, trained in segments if text]
+
+
+def _split_end_of_turn(tokenizer, rendered_turn: str, content: str) -> tuple[str, str, str]:
+    """Split an assistant turn into (template glue before the content, content + end-of-turn token, what follows).
+
+    e.g. ChatML: ('', 'hi<|im_end|>', '\\n'); the Mistral template: (' ', 'hi</s>', '').
+    """
+    stripped = content.strip()
+    start = rendered_turn.find(stripped) if stripped else -1
+    if start == -1:
+        start = 0
+    end = start + len(stripped) if stripped else 0
+    head, after = rendered_turn[:start], rendered_turn[end:]
+    for token in _end_of_turn_tokens(tokenizer):
+        at = after.find(token)
+        if at != -1 and not after[:at].strip():
+            cut = end + at + len(token)
+            return head, rendered_turn[start:cut], rendered_turn[cut:]
+    # No special end-of-turn token: train up to the end of the template's text for this turn, minus spacing.
+    cut = end + len(after.rstrip())
+    return head, rendered_turn[start:cut], rendered_turn[cut:]
+
+
+def _end_of_turn_tokens(tokenizer) -> list[str]:
+    names = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"]
+    if tokenizer.eos_token:
+        names.append(tokenizer.eos_token)
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
+    """Token ids and labels of one conversation; labels are IGNORE_INDEX where there is no loss.
+
+    The whole rendered text is tokenized once; a token gets loss when its last character lies in a trained
+    segment (so SentencePiece's '▁Hello', which carries the template's space, counts as answer).
+    """
+    segments = conversation_segments(tokenizer, messages, loss_on)
+    if not getattr(tokenizer, "is_fast", False):
+        return _tokenize_segments(tokenizer, segments, max_length)
+    text = "".join(seg for seg, _ in segments)
+    trained_chars = bytearray(len(text))
+    pos = 0
+    for seg, trained in segments:
+        if trained:
+            trained_chars[pos : pos + len(seg)] = b"\x01" * len(seg)
+        pos += len(seg)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [tok if end > 0 and trained_chars[end - 1] else IGNORE_INDEX for tok, (_, end) in zip(ids, enc["offset_mapping"])]
+    return _truncate(ids, labels, max_length)
+
+
+def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]], max_length: int | None) -> Tokenized:
+    """Fallback for tokenizers without offsets: each segment on its own."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, trained in segments:
+        piece = encode(tokenizer, text)
+        ids.extend(piece)
+        labels.extend(piece if trained else [IGNORE_INDEX] * len(piece))
+    return _truncate(ids, labels, max_length)
+
+
+def tokenize_text(tokenizer, text: str, max_length: int | None = None) -> Tokenized:
+    """Plain text (pre-training style): every token gets loss; BOS/EOS added as the tokenizer defines them."""
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        ids.append(tokenizer.eos_token_id)
+    return _truncate(ids, list(ids), max_length)
+
+
+def tokenize_example(tokenizer, example: dict, loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
+    """An example in the internal shape: {'messages': [...]} or {'text': ...}."""
+    if example.get("messages"):
+        return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length)
+    return tokenize_text(tokenizer, example.get("text") or "", max_length)
+
+
+def _truncate(ids: list[int], labels: list[int], max_length: int | None) -> Tokenized:
+    if max_length is not None and len(ids) > max_length:
+        return Tokenized(ids[:max_length], labels[:max_length], truncated=True)
+    return Tokenized(ids, labels)
+
+
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Ids of the prompt for generation: every turn before the answer, then the assistant header."""
+    return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))

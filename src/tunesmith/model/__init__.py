@@ -1,0 +1,1 @@
+"""Models: loading (hub, folder, GGUF, tiny), chat templates, adapters and devices."""

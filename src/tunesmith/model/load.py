@@ -1,0 +1,124 @@
+"""Load a base model and its tokenizer from a hub id, a local folder, a .gguf file, or a `tiny:` spec."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunesmith.errors import ModelError
+from tunesmith.model.templates import resolve_chat_template
+
+TINY_PREFIX = "tiny:"
+
+
+def is_tiny(name_or_path: str) -> bool:
+    return name_or_path.startswith(TINY_PREFIX)
+
+
+def split_gguf(name_or_path: str) -> tuple[str, str | None]:
+    """('folder', 'file.gguf') for a .gguf path, else (name_or_path, None)."""
+    if name_or_path.endswith(".gguf"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ModelError(f"{name_or_path}: no such GGUF file")
+        return str(path.parent), path.name
+    return name_or_path, None
+
+
+def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_template: str = "auto", revision: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer with pad token and chat template set (the template the run trains and exports with)."""
+    from transformers import AutoTokenizer
+
+    source = tokenizer or name_or_path
+    folder, gguf_file = split_gguf(source)
+    try:
+        if source.endswith(".model"):
+            tok = _sentencepiece_tokenizer(Path(source))
+        elif gguf_file:
+            tok = _gguf_tokenizer(Path(folder), gguf_file)
+        else:
+            tok = AutoTokenizer.from_pretrained(folder, revision=revision, trust_remote_code=trust_remote_code)
+    except ModelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load the tokenizer of '{source}': {str(exc).splitlines()[0]}",
+            hint="give a hub id (cached for offline use), a local model folder, or model.tokenizer",
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    tok.chat_template = resolve_chat_template(chat_template, tok)
+    return tok
+
+
+def _gguf_tokenizer(folder: Path, gguf_file: str):
+    """GGUF tokenizers: transformers' loader, else a SentencePiece .model next to the file (stories260K)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    except Exception:  # noqa: BLE001 - transformers 5.24 raises IndexError on an invalid pad id (2**32-1)
+        candidates = sorted(folder.glob("*.model"))
+        if not candidates:
+            raise ModelError(
+                f"{folder / gguf_file}: transformers cannot read this GGUF's tokenizer",
+                hint="set model.tokenizer to a tokenizer folder or SentencePiece .model file",
+            ) from None
+        return _sentencepiece_tokenizer(candidates[0])
+
+
+def _sentencepiece_tokenizer(model_file: Path):
+    """LlamaTokenizer from a bare SentencePiece file (it must be named tokenizer.model in a folder)."""
+    from transformers import LlamaTokenizer
+
+    if not model_file.is_file():
+        raise ModelError(f"{model_file}: no such SentencePiece model")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(model_file, Path(tmp) / "tokenizer.model")
+        tok = LlamaTokenizer.from_pretrained(tmp, legacy=False)
+    tok.init_kwargs.pop("vocab_file", None)
+    return tok
+
+
+def load_model(
+    name_or_path: str,
+    dtype=None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    quantization_config=None,
+    device_map=None,
+):
+    """An AutoModelForCausalLM from a hub id, folder or GGUF file (GGUF pad ids out of range are dropped)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder, gguf_file = split_gguf(name_or_path)
+    kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        config = AutoConfig.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load model '{name_or_path}': {str(exc).splitlines()[0]}",
+            hint="give a hub id (cached for offline use), a local model folder, a .gguf file, or tiny:qwen2",
+        ) from None
+    if config.pad_token_id is not None and not 0 <= config.pad_token_id < config.vocab_size:
+        config.pad_token_id = None  # e.g. stories260K's GGUF stores 2**32-1
+    if attn_implementation and attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
+
+
+def model_source_for_run(name_or_path: str, tiny_dir: Path | None) -> str:
+    """The loadable path of a run's base model: a built tiny model lives in the run directory."""
+    if is_tiny(name_or_path):
+        if tiny_dir is None or not (tiny_dir / "config.json").exists():
+            raise ModelError(f"the tiny base model of this run is missing at {tiny_dir}", hint="rerun `tunesmith train`")
+        return str(tiny_dir)
+    return name_or_path

@@ -1,0 +1,1 @@
+"""Training: SFT (full / LoRA / QLoRA) and GRPO, writing a run directory."""
