@@ -4,34 +4,111 @@ Internal shape of one example: {"messages": [{"role": ..., "content": ...}, ...]
 conversations, or {"text": ..., "meta": {...}} for plain text. `meta` keeps the row's original columns
 (e.g. GSM8K's `answer`) for rewards and evaluation.
 
-NOTE: minimal first version (local JSONL, messages/text only); the data stage replaces the internals and
-keeps these signatures.
+Order: per source read (limit/sample on raw rows) -> convert -> clean; exact duplicates are dropped across
+all sources; each source is split by `data.split` fractions (or used whole as `use_as`); only the train
+split is mixed by `weight` (so up-sampled copies never leak into val/test).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.config.schema import Config, SplitConfig
+from tunesmith.config.schema import Config, SourceConfig, SplitConfig
+from tunesmith.data.clean import clean_examples
+from tunesmith.data.formats import detect_format, to_internal
+from tunesmith.data.sources import read_rows, resolve_source
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "val", "test")
+DETECT_ROWS = 20
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedSource:
+    """One source after reading, converting and cleaning."""
+
+    label: str
+    source: SourceConfig
+    examples: list[dict]
+    format: str
+    reason: str
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def load_source(source: SourceConfig, config: Config, base_dir: Path | None = None) -> tuple[list[dict], str, str]:
+    """(examples in the internal shape, format, why that format) of one source, before cleaning."""
+    resolved = resolve_source(source, base_dir)
+    if resolved.spec.system_prompt is None:
+        resolved.spec.system_prompt = config.data.system_prompt
+    try:
+        rows = read_rows(resolved, source.limit, source.sample, config.run.seed)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{resolved.label}: invalid UTF-8 ({exc.reason} at byte {exc.start})", hint=f"run `tunesmith data check {resolved.label}`") from None
+    if not rows:
+        raise DataError(f"{resolved.label}: no rows")
+    fmt, reason = resolved.spec.format, f"{resolved.spec.format}: set in the config"
+    if source.dataset_info and source.format == "auto":
+        reason = f"{fmt}: from entry '{source.dataset}' of {source.dataset_info}"
+    if fmt == "auto":
+        fmt, reason = detect_format(rows[:DETECT_ROWS], where=resolved.label)
+    examples = []
+    for number, row in enumerate(rows, 1):
+        try:
+            examples.append(to_internal(row, resolved.spec, fmt))
+        except DataError as exc:
+            raise DataError(f"{resolved.label}: row {number}: {exc.message}", hint=f"run `tunesmith data check {resolved.label}`") from None
+    return examples, fmt, reason
+
+
+def load_sources(config: Config, base_dir: Path | None = None) -> list[LoadedSource]:
+    """Every source read, converted and cleaned; duplicates are dropped across sources too."""
+    if not config.data.sources:
+        raise DataError("data.sources is empty", hint="add a source, e.g. data: {sources: [{path: train.jsonl}]}")
+    seen: set[bytes] = set()
+    loaded = []
+    for source in config.data.sources:
+        examples, fmt, reason = load_source(source, config, base_dir)
+        label = source.dataset or source.path or "?"
+        log.info("%s: %s", label, reason)
+        kept, dropped = clean_examples(examples, config.data.clean, seen)
+        loaded.append(LoadedSource(label, source, kept, fmt, reason, dropped))
+    return loaded
+
+
+def mix(groups: list[tuple[list[dict], float]], seed: int) -> list[dict]:
+    """Mix groups of examples in proportion to their weights, keeping the total size; seeded shuffle.
+
+    Equal weights simply concatenate. Otherwise group i gets round(w_i / sum(w) * total) examples: drawn
+    without replacement when it has enough, else repeated whole plus a random remainder.
+    """
+    rng = random.Random(seed)
+    total = sum(len(rows) for rows, _ in groups)
+    weights = {w for rows, w in groups if rows}
+    mixed: list[dict] = []
+    if len(weights) <= 1:
+        mixed = [row for rows, _ in groups for row in rows]
+    else:
+        weight_sum = sum(w for rows, w in groups if rows)
+        for rows, weight in groups:
+            if rows:
+                mixed += _resample(rows, round(weight / weight_sum * total), rng)
+    rng.shuffle(mixed)
+    return mixed
+
+
+def _resample(rows: list[dict], target: int, rng: random.Random) -> list[dict]:
+    whole, rest = divmod(target, len(rows))
+    return rows * whole + rng.sample(rows, rest)
 
 
 def load_examples(config: Config) -> list[dict]:
     """Every source read, converted to the internal shape, cleaned and mixed (not split)."""
-    rows: list[dict] = []
-    for source in config.data.sources:
-        path = Path(source.path or "")
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows.append({"messages": row["messages"]} if "messages" in row else {"text": row["text"]})
-    return rows
+    loaded = load_sources(config)
+    return mix([(s.examples, s.source.weight) for s in loaded], config.run.seed)
 
 
 def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str, list[dict]]:
@@ -47,6 +124,29 @@ def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str,
     return {"train": train, "val": val, "test": test}
 
 
+def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[dict]]:
+    """Split each source (or use it whole as `use_as`); an explicit val/test source replaces that fraction."""
+    explicit = {s.source.use_as for s in loaded}
+    fractions = SplitConfig(
+        val=0.0 if "val" in explicit else config.data.split.val,
+        test=0.0 if "test" in explicit else config.data.split.test,
+    )
+    parts: dict[str, list[tuple[list[dict], float]]] = {name: [] for name in SPLITS}
+    for i, item in enumerate(loaded):
+        if item.source.use_as == "split":
+            for name, rows in split_examples(item.examples, fractions, config.run.seed + i).items():
+                parts[name].append((rows, item.source.weight))
+        else:
+            parts[item.source.use_as].append((item.examples, item.source.weight))
+    splits = {"train": mix(parts["train"], config.run.seed)}
+    for name in ("val", "test"):
+        splits[name] = [row for rows, _ in parts[name] for row in rows]
+    return splits
+
+
 def prepare_splits(config: Config) -> dict[str, list[dict]]:
     """The train/val/test examples a run trains and evaluates on."""
-    return split_examples(load_examples(config), config.data.split, config.run.seed)
+    splits = split_sources(load_sources(config), config)
+    if not splits["train"]:
+        raise DataError("no training rows left after cleaning and splitting", hint="check data.clean and data.split")
+    return splits

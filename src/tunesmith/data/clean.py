@@ -1,0 +1,95 @@
+"""Cleaning of examples in the internal shape: whitespace, HTML, regex drops, a character class, length, dedup."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections.abc import Callable, Iterable
+
+from tunesmith.config.schema import CleanConfig
+from tunesmith.errors import ConfigError
+
+HTML_TAG = re.compile(r"<[^<>]+>")
+SPACES = re.compile(r"[ \t\f\v]+")
+BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def texts_of(example: dict) -> list[str]:
+    """The string contents of an example (every turn's content, or the text)."""
+    if "messages" in example:
+        return [m["content"] for m in example["messages"] if isinstance(m.get("content"), str)]
+    return [example.get("text") or ""]
+
+
+def content_key(example: dict) -> bytes:
+    """A digest of what an example says (messages or text, not meta): equal digests are exact duplicates."""
+    body = example["messages"] if "messages" in example else example.get("text")
+    return hashlib.blake2b(json.dumps(body, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
+
+
+def _text_fixer(clean: CleanConfig) -> Callable[[str], str] | None:
+    steps: list[Callable[[str], str]] = []
+    if clean.strip_html:
+        steps.append(lambda s: html.unescape(HTML_TAG.sub("", s)))
+    if clean.keep_chars:
+        try:
+            drop = re.compile(f"[^{clean.keep_chars}]")
+        except re.error as exc:
+            raise ConfigError(f"data.clean.keep_chars: '{clean.keep_chars}' is not a valid character class: {exc}") from None
+        steps.append(lambda s: drop.sub("", s))
+    if clean.normalize_whitespace:
+        steps.append(lambda s: BLANK_LINES.sub("\n\n", "\n".join(SPACES.sub(" ", line).strip() for line in s.split("\n"))).strip())
+    if not steps:
+        return None
+
+    def fix(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+
+    return fix
+
+
+def _apply(example: dict, fix: Callable[[str], str]) -> dict:
+    if "messages" in example:
+        turns = [{**m, "content": fix(m["content"])} if isinstance(m.get("content"), str) else m for m in example["messages"]]
+        return {**example, "messages": turns}
+    return {**example, "text": fix(example.get("text") or "")}
+
+
+def _drop_patterns(clean: CleanConfig) -> list[re.Pattern]:
+    patterns = []
+    for pattern in clean.drop_regex:
+        try:
+            patterns.append(re.compile(pattern))
+        except re.error as exc:
+            raise ConfigError(f"data.clean.drop_regex: '{pattern}' is not a valid regex: {exc}") from None
+    return patterns
+
+
+def clean_examples(examples: Iterable[dict], clean: CleanConfig, seen: set[bytes] | None = None) -> tuple[list[dict], dict[str, int]]:
+    """Cleaned examples plus how many rows each rule dropped. `seen` shares dedup state across sources."""
+    fix, patterns = _text_fixer(clean), _drop_patterns(clean)
+    seen = set() if seen is None else seen
+    kept: list[dict] = []
+    dropped = {"regex": 0, "min_chars": 0, "max_chars": 0, "duplicate": 0}
+    for example in examples:
+        if fix is not None:
+            example = _apply(example, fix)
+        texts = texts_of(example)
+        chars = sum(len(t) for t in texts)
+        if patterns and any(p.search(t) for p in patterns for t in texts):
+            dropped["regex"] += 1
+        elif clean.min_chars is not None and chars < clean.min_chars:
+            dropped["min_chars"] += 1
+        elif clean.max_chars is not None and chars > clean.max_chars:
+            dropped["max_chars"] += 1
+        elif clean.dedup and (key := content_key(example)) in seen:
+            dropped["duplicate"] += 1
+        else:
+            if clean.dedup:
+                seen.add(key)
+            kept.append(example)
+    return kept, dropped
