@@ -1,0 +1,155 @@
+"""Evaluate a run on its test split: base vs tuned (vs other runs) on the same prompts with the same decoding.
+
+Setup (read the run, its config and the examples), run (loss + generation + metrics per model), save
+(eval/outputs.jsonl, eval/outputs.csv, eval/outputs.xlsx, eval/metrics.json).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.config import load_config
+from tunesmith.config.schema import Config
+from tunesmith.errors import DataError, TunesmithError
+from tunesmith.eval.loss import answer_loss
+from tunesmith.eval.outputs import write_outputs
+from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
+from tunesmith.scoring.metrics import resolve_metric
+from tunesmith.train.run_dir import RunDir, is_run_dir, read_jsonl
+
+
+@dataclass
+class EvalItem:
+    """One test example: the prompt turns, the reference answer and the row's other columns."""
+
+    example: dict
+    prompt: list[dict] | None
+    reference: str | None
+    meta: dict
+
+
+def read_examples(path: Path) -> list[dict]:
+    """Examples in the internal shape from a JSONL file (internal shape, or `messages`/`text` rows)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such test file", hint="pass --data FILE, or train a run that saves data/test.jsonl")
+    examples = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        if not row.get("messages") and not row.get("text"):
+            raise DataError(f"{path}:{number}: a row needs 'messages' or 'text'")
+        meta = row.get("meta") or {k: v for k, v in row.items() if k not in ("messages", "text")}
+        examples.append({**({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}), "meta": meta})
+    return examples
+
+
+def to_item(example: dict, reference_column: str | None) -> EvalItem:
+    """Split a conversation at its last assistant turn: the turns before it are the prompt."""
+    meta = example.get("meta") or {}
+    messages = example.get("messages") or []
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return EvalItem(example, None, None, meta)
+    reference = messages[last]["content"]
+    if reference_column and meta.get(reference_column) is not None:
+        value = meta[reference_column]
+        reference = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return EvalItem(example, messages[:last], reference, meta)
+
+
+def decoding(config: Config) -> GenerationSettings:
+    """The one decoding used for every model compared (greedy unless eval.temperature > 0)."""
+    ev = config.eval
+    return GenerationSettings(
+        max_new_tokens=ev.max_new_tokens,
+        temperature=ev.temperature,
+        repetition_penalty=ev.repetition_penalty,
+        batch_size=ev.batch_size,
+        seed=config.run.seed,
+    )
+
+
+def score_model(model, tokenizer, items: list[EvalItem], config: Config, metric_names: Sequence[str]) -> tuple[dict[str, float], list[str]]:
+    """Loss + generation metrics of one model; returns (scores, predictions)."""
+    scores = answer_loss(model, tokenizer, [it.example for it in items], config.data.loss_on, config.data.max_length, config.eval.batch_size)
+    scores.pop("loss_tokens", None)
+    generated = [it for it in items if it.prompt is not None]
+    if not metric_names or not generated:
+        return scores, []
+    predictions = [samples[0] for samples in generate(model, tokenizer, [it.prompt for it in generated], decoding(config))]
+    references = [it.reference for it in generated]
+    columns = _columns(generated)
+    for name in metric_names:
+        _, metric = resolve_metric(name)
+        scores.update(metric(predictions, references, json_fields=config.eval.json_fields, **columns))
+    return scores, predictions
+
+
+def _columns(items: list[EvalItem]) -> dict[str, list]:
+    keys = list(dict.fromkeys(k for it in items for k in it.meta if k not in ("json_fields",)))
+    return {k: [it.meta.get(k) for it in items] for k in keys}
+
+
+def _label(path: str, taken: set[str]) -> str:
+    label = Path(path).name or path
+    while label in taken:
+        label += "'"
+    return label
+
+
+def _models(run_dir: str, base: bool, compare: Sequence[str]) -> list[tuple[str, str, bool]]:
+    """(label, target, load_base) for every model to evaluate, in table order."""
+    models = [("base", run_dir, True)] if base else []
+    models.append(("tuned", run_dir, False))
+    for other in compare:
+        if not is_run_dir(other):
+            raise TunesmithError(f"--compare {other}: not a run directory (no config.yaml)")
+        models.append((_label(other, {m[0] for m in models}), other, False))
+    return models
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool = True, compare: Sequence[str | Path] = (), limit: int | None = None) -> dict:
+    """Evaluate a run (and its base, and other runs) on its test split; writes RUN_DIR/eval/ and returns metrics."""
+    run = RunDir.of(run_dir)
+    run.require_finished()
+    config = load_config(run.config)
+    source = Path(data) if data else run.split_file("test")
+    examples = read_examples(source)[: limit or config.eval.limit or None]
+    if not examples:
+        raise DataError(f"{source}: no examples to evaluate")
+    items = [to_item(ex, config.eval.reference_column) for ex in examples]
+    metric_names = [m for m in config.eval.metrics if m != "loss"]
+    for name in metric_names:
+        resolve_metric(name)  # fail on a bad metric name before loading any model
+    scores: dict[str, dict[str, float]] = {}
+    predictions: dict[str, list[str]] = {}
+    for label, target, use_base in _models(str(run_dir), base, [str(c) for c in compare]):
+        model, tokenizer = load_for_generation(target, base=use_base)
+        scores[label], predictions[label] = score_model(model, tokenizer, items, config, metric_names)
+        del model
+        gc.collect()
+    result = _result(scores, items, source, decoding(config))
+    write_outputs(run.eval, result, items, predictions)
+    return result
+
+
+def _result(scores: dict[str, dict[str, float]], items: list[EvalItem], source: Path, settings: GenerationSettings) -> dict:
+    """metrics.json: per metric, each model's value and the tuned - base delta."""
+    labels = list(scores)
+    names = list(dict.fromkeys(n for s in scores.values() for n in s))
+    table = {}
+    for name in names:
+        row = {label: scores[label].get(name) for label in labels}
+        if row.get("base") is not None and row.get("tuned") is not None:
+            row["delta"] = row["tuned"] - row["base"]
+        table[name] = row
+    return {
+        "data": str(source),
+        "examples": len(items),
+        "generated": sum(it.prompt is not None for it in items),
+        "models": labels,
+        "decoding": {k: v for k, v in vars(settings).items() if k not in ("batch_size",)},
+        "metrics": table,
+    }

@@ -1,0 +1,170 @@
+"""Batched generation with the run's chat template: left padding, KV cache, n samples per prompt.
+
+Used by `tunesmith generate`, by evaluation (base and tuned on the same prompts with the same decoding)
+and by the report. Temperature 0 means greedy decoding, which is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunesmith.data.tokenize import prompt_ids
+from tunesmith.errors import TunesmithError
+
+# End-of-turn tokens of common chat templates: generation stops at any of them that the vocabulary has.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings; the same object is used for every model compared."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    num_samples: int = 1
+    batch_size: int = 8
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+def build_messages(prompt: str | list[dict], system: str | None = None) -> list[dict]:
+    """A conversation to answer: a plain prompt becomes one user turn (after the system turn, if any)."""
+    messages = [dict(m) for m in prompt] if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    if system and not (messages and messages[0]["role"] == "system"):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """EOS ids of the model plus every end-of-turn token the tokenizer knows."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.extend(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.extend(vocab[t] for t in END_OF_TURN if t in vocab)
+    return list(dict.fromkeys(ids))
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """The text up to the first stop string (the stop string itself removed)."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def _generate_kwargs(model, tokenizer, settings: GenerationSettings) -> dict:
+    kwargs = dict(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=not settings.greedy,
+        num_return_sequences=settings.num_samples,
+        repetition_penalty=settings.repetition_penalty,
+        eos_token_id=stop_token_ids(model, tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+    )
+    if settings.greedy:
+        # Override sampling defaults a model's generation_config may carry, so greedy stays greedy.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    if settings.stop:
+        kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
+    return kwargs
+
+
+def _left_pad(batch_ids: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids in batch_ids)
+    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for row, ids in enumerate(batch_ids):
+        if ids:
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+    return input_ids, attention
+
+
+def generate(model, tokenizer, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[list[str]]:
+    """For each conversation, `settings.num_samples` assistant replies (decoded, stop strings cut)."""
+    import torch
+    from transformers import set_seed
+
+    settings = settings or GenerationSettings()
+    if settings.seed is not None:
+        set_seed(settings.seed)
+    model.eval()
+    device = next(model.parameters()).device
+    kwargs = _generate_kwargs(model, tokenizer, settings)
+    results: list[list[str]] = []
+    for start in range(0, len(conversations), settings.batch_size):
+        batch = [prompt_ids(tokenizer, conv) for conv in conversations[start : start + settings.batch_size]]
+        input_ids, attention = _left_pad(batch, tokenizer.pad_token_id)
+        with torch.no_grad():
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+        texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+        texts = [cut_at_stop(t, settings.stop).strip() for t in texts]
+        n = settings.num_samples
+        results.extend(texts[i : i + n] for i in range(0, len(texts), n))
+    return results
+
+
+def load_for_generation(target: str | Path, base: bool = False):
+    """(model, tokenizer) of a run directory (tuned, or its base) or a plain model, on the best device."""
+    from tunesmith.model.device import pick_device
+    from tunesmith.model.from_run import load_base, load_tuned
+
+    model, tokenizer = load_base(target) if base else load_tuned(target)
+    model.to(pick_device("auto"))
+    model.eval()
+    return model, tokenizer
+
+
+def read_prompts(path: str | Path) -> list[str | list[dict]]:
+    """Prompts from a .txt (one per line) or .jsonl file (a `prompt` string or `messages` per line)."""
+    import json
+
+    file = Path(path)
+    if not file.is_file():
+        raise TunesmithError(f"--prompts {file}: no such file")
+    lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if file.suffix != ".jsonl":
+        return lines
+    prompts: list[str | list[dict]] = []
+    for number, line in enumerate(lines, 1):
+        row = json.loads(line)
+        if "messages" in row:
+            messages = row["messages"]
+            # A trailing assistant turn is the reference answer, not part of the prompt.
+            prompts.append(messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages)
+        elif "prompt" in row:
+            prompts.append(str(row["prompt"]))
+        else:
+            raise TunesmithError(f"{file}:{number}: expected a 'prompt' or 'messages' key", hint="one JSON object per line")
+    return prompts
+
+
+def generate_from(
+    target: str | Path,
+    prompts: list[str | list[dict]],
+    settings: GenerationSettings | None = None,
+    system: str | None = None,
+) -> list[dict]:
+    """Load a run or model and answer each prompt; rows of {"prompt", "messages", "samples"}."""
+    if not prompts:
+        raise TunesmithError("no prompts given", hint="pass --prompt TEXT or --prompts FILE")
+    model, tokenizer = load_for_generation(target)
+    conversations = [build_messages(p, system) for p in prompts]
+    samples = generate(model, tokenizer, conversations, settings)
+    return [
+        {"prompt": conv[-1]["content"], "messages": conv, "samples": outs}
+        for conv, outs in zip(conversations, samples)
+    ]
