@@ -124,23 +124,32 @@ def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str,
     return {"train": train, "val": val, "test": test}
 
 
-def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[dict]]:
-    """Split each source (or use it whole as `use_as`); an explicit val/test source replaces that fraction."""
+def split_each(loaded: list[LoadedSource], config: Config) -> list[dict[str, list[dict]]]:
+    """Per source: its train/val/test rows (split by fractions, or whole as `use_as`).
+
+    An explicit val/test source replaces that fraction for the sources that are split.
+    """
     explicit = {s.source.use_as for s in loaded}
     fractions = SplitConfig(
         val=0.0 if "val" in explicit else config.data.split.val,
         test=0.0 if "test" in explicit else config.data.split.test,
     )
-    parts: dict[str, list[tuple[list[dict], float]]] = {name: [] for name in SPLITS}
+    out = []
     for i, item in enumerate(loaded):
         if item.source.use_as == "split":
-            for name, rows in split_examples(item.examples, fractions, config.run.seed + i).items():
-                parts[name].append((rows, item.source.weight))
+            out.append(split_examples(item.examples, fractions, config.run.seed + i))
         else:
-            parts[item.source.use_as].append((item.examples, item.source.weight))
-    splits = {"train": mix(parts["train"], config.run.seed)}
+            out.append({name: item.examples if name == item.source.use_as else [] for name in SPLITS})
+    return out
+
+
+def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[dict]]:
+    """The run's splits: per-source splits joined; only train is mixed by weight."""
+    per_source = split_each(loaded, config)
+    weights = [item.source.weight for item in loaded]
+    splits = {"train": mix([(parts["train"], w) for parts, w in zip(per_source, weights)], config.run.seed)}
     for name in ("val", "test"):
-        splits[name] = [row for rows, _ in parts[name] for row in rows]
+        splits[name] = [row for parts in per_source for row in parts[name]]
     return splits
 
 

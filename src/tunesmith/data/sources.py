@@ -94,6 +94,22 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
     return hub
 
 
+CONFIG_SECTIONS = {"run", "model", "data", "method", "lora", "quantization", "train", "grpo", "eval", "export", "tracking"}
+
+
+def looks_like_config(path: Path) -> bool:
+    """A YAML file, or a JSON object whose keys are config sections (a data .json is a list or a row)."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return True
+    if path.suffix.lower() != ".json" or not path.is_file() or path.stat().st_size > 1_000_000:
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and bool(data) and set(data) <= CONFIG_SECTIONS
+
+
 def list_files(path: Path) -> list[Path]:
     """A file, or every supported file in a folder (recursively, sorted)."""
     if path.is_file():
@@ -149,7 +165,7 @@ def _json_rows(path: Path) -> Iterator[dict]:
 
 def read_rows(resolved: ResolvedSource, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
     """The raw rows of a source; `limit` takes the first N, `sample` N at random (seeded)."""
-    rows_iter = _hub_rows(resolved.hub) if resolved.hub else (r for f in resolved.files or [] for r in iter_file_rows(f))
+    rows_iter = hub_rows(resolved.hub) if resolved.hub else (r for f in resolved.files or [] for r in iter_file_rows(f))
     if limit is not None:
         return list(islice(rows_iter, limit))
     rows = list(rows_iter)
@@ -159,7 +175,7 @@ def read_rows(resolved: ResolvedSource, limit: int | None = None, sample: int | 
     return rows
 
 
-def _hub_rows(hub: dict) -> Iterator[dict]:
+def hub_rows(hub: dict) -> Iterator[dict]:
     """Rows of a Hugging Face dataset (the local cache works offline)."""
     import datasets
 

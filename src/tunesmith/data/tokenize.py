@@ -75,7 +75,7 @@ def _split_end_of_turn(tokenizer, rendered_turn: str, content: str) -> tuple[str
         start = 0
     end = start + len(stripped) if stripped else 0
     head, after = rendered_turn[:start], rendered_turn[end:]
-    for token in _end_of_turn_tokens(tokenizer):
+    for token in end_of_turn_tokens(tokenizer):
         at = after.find(token)
         if at != -1 and not after[:at].strip():
             cut = end + at + len(token)
@@ -85,7 +85,7 @@ def _split_end_of_turn(tokenizer, rendered_turn: str, content: str) -> tuple[str
     return head, rendered_turn[start:cut], rendered_turn[cut:]
 
 
-def _end_of_turn_tokens(tokenizer) -> list[str]:
+def end_of_turn_tokens(tokenizer) -> list[str]:
     names = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"]
     if tokenizer.eos_token:
         names.append(tokenizer.eos_token)
@@ -149,3 +149,82 @@ def _truncate(ids: list[int], labels: list[int], max_length: int | None) -> Toke
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Ids of the prompt for generation: every turn before the answer, then the assistant header."""
     return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))
+
+
+def tokenizer_for(model: str, tokenizer: str | None = None, chat_template: str = "auto", texts: list[str] | None = None, vocab_size: int = 1024):
+    """The tokenizer (with chat template) a run on `model` would use; for `tiny:` models one is trained on `texts`.
+
+    A `tiny:` run trains its tokenizer on the run's data, so counts here are close to, not exactly, the run's.
+    """
+    from tunesmith.model.load import is_tiny, load_tokenizer
+    from tunesmith.model.templates import resolve_chat_template
+
+    if not is_tiny(model):
+        return load_tokenizer(model, tokenizer, chat_template)
+    from tunesmith.model.tiny import build_tokenizer
+
+    tok = build_tokenizer(texts, vocab_size)
+    tok.chat_template = resolve_chat_template(chat_template, tok)
+    return tok
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A digest of everything that decides the ids: vocabulary/merges, special tokens and chat template."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    digest.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(repr((tokenizer.chat_template, tokenizer.eos_token, tokenizer.bos_token, type(tokenizer).__name__)).encode())
+    return digest.hexdigest()[:16]
+
+
+def examples_fingerprint(examples: list[dict], loss_on: str, max_length: int | None) -> str:
+    """A digest of the examples' contents (meta excluded) and the masking settings."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(repr((loss_on, max_length)).encode())
+    for example in examples:
+        body = example["messages"] if example.get("messages") else example.get("text")
+        digest.update(json.dumps(body, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than it saves
+
+
+def tokenize_dataset(tokenizer, examples: list[dict], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None, num_proc: int | None = None):
+    """Examples -> a `datasets.Dataset` with columns input_ids, labels, truncated (one row per example, same order).
+
+    Runs `Dataset.map` batched, with `num_proc` workers (default: up to 4 from 20,000 examples). With
+    `cache_dir`, the result is saved under a fingerprint of tokenizer + contents + settings, and a second
+    call with the same inputs loads it instead of tokenizing again.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    import datasets
+
+    target = None
+    if cache_dir is not None:
+        key = f"{tokenizer_fingerprint(tokenizer)}-{examples_fingerprint(examples, loss_on, max_length)}"
+        target = Path(cache_dir) / f"tokenized-{key}"
+        if (target / "dataset_info.json").exists():
+            return datasets.load_from_disk(str(target))
+    # One JSON string per example keeps Arrow from having to unify heterogeneous turn and meta types.
+    body = [{k: v for k, v in ex.items() if k != "meta"} for ex in examples]
+    raw = datasets.Dataset.from_dict({"example": [json.dumps(b, ensure_ascii=False) for b in body]})
+    if num_proc is None:
+        num_proc = min(4, os.cpu_count() or 1) if len(examples) >= PARALLEL_FROM else None
+
+    def encode_batch(batch: dict) -> dict:
+        done = [tokenize_example(tokenizer, json.loads(s), loss_on, max_length) for s in batch["example"]]
+        return {"input_ids": [t.input_ids for t in done], "labels": [t.labels for t in done], "truncated": [t.truncated for t in done]}
+
+    dataset = raw.map(encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=["example"], desc="tokenizing")
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_to_disk(str(target))
+    return dataset

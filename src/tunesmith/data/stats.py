@@ -1,0 +1,212 @@
+"""`data stats`: token lengths with the real tokenizer and chat template, cut shares, a recommended max_length.
+
+Lengths come from rendering each conversation with the chat template and tokenizing all rendered texts in
+batches with the fast tokenizer (the loss mask is not needed to count), so 10,000 rows take a few seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import asdict, dataclass, field
+
+CUTS = (128, 256, 512, 1024, 2048, 4096)
+MULTIPLE = 64
+BATCH = 1000
+
+
+@dataclass
+class LengthStats:
+    """Token length statistics of a set of examples."""
+
+    examples: int
+    total_tokens: int
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: int
+    cut: list[dict]  # {max_length, examples_cut, tokens_cut} shares
+    keep: float
+    recommended_max_length: int
+    histogram: list[dict]  # {low, high, count}
+    packing: dict  # {max_length, sequences, fill}
+
+
+@dataclass
+class DataStats:
+    """What `data stats` reports: where rows come from, and their token lengths."""
+
+    sources: list[dict] = field(default_factory=list)  # {label, format, reason, rows, train, val, test, dropped}
+    lengths: LengthStats | None = None
+    tokenizer: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def render_texts(tokenizer, examples: list[dict]) -> list[str]:
+    """The exact training text of each example (chat template for conversations, the text itself otherwise)."""
+    texts = []
+    for example in examples:
+        if example.get("messages"):
+            texts.append(tokenizer.apply_chat_template(example["messages"], tokenize=False))
+        else:
+            texts.append(example.get("text") or "")
+    return texts
+
+
+def count_tokens(tokenizer, examples: list[dict]) -> list[int]:
+    """Tokens per example as training would see them (text examples get BOS/EOS as tokenize_text adds them)."""
+    texts = render_texts(tokenizer, examples)
+    counts: list[int] = []
+    for start in range(0, len(texts), BATCH):
+        chunk = texts[start : start + BATCH]
+        is_text = [not ex.get("messages") for ex in examples[start : start + BATCH]]
+        plain = tokenizer(chunk, add_special_tokens=False)["input_ids"]
+        counts += [len(ids) + (_text_extra(tokenizer, ids) if text else 0) for ids, text in zip(plain, is_text)]
+    return counts
+
+
+def _text_extra(tokenizer, ids: list[int]) -> int:
+    extra = 1 if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else 0
+    return extra + (1 if tokenizer.eos_token_id is not None else 0)
+
+
+def recommend_max_length(lengths: list[int], keep: float = 0.99, multiple: int = MULTIPLE) -> int:
+    """Smallest multiple of `multiple` that keeps at least `keep` of the examples whole."""
+    if not lengths:
+        return multiple
+    ordered = sorted(lengths)
+    needed = ordered[max(0, math.ceil(keep * len(ordered)) - 1)]
+    return max(multiple, math.ceil(needed / multiple) * multiple)
+
+
+def cut_shares(lengths: list[int], max_length: int) -> dict:
+    """Share of examples longer than max_length, and share of all tokens that truncation would drop."""
+    total = sum(lengths) or 1
+    over = [n for n in lengths if n > max_length]
+    return {
+        "max_length": max_length,
+        "examples_cut": len(over) / max(1, len(lengths)),
+        "tokens_cut": sum(n - max_length for n in over) / total,
+    }
+
+
+def packing_fill(lengths: list[int], max_length: int) -> dict:
+    """Best-fit-decreasing packing of (truncated) examples into sequences of max_length: how full they are."""
+    free: list[int] = []  # sorted free space of open sequences
+    for n in sorted((min(n, max_length) for n in lengths), reverse=True):
+        at = bisect.bisect_left(free, n)
+        if at < len(free):
+            left = free.pop(at) - n
+        else:
+            left = max_length - n
+        bisect.insort(free, left)
+    used = sum(min(n, max_length) for n in lengths)
+    sequences = len(free)
+    return {"max_length": max_length, "sequences": sequences, "fill": used / (sequences * max_length) if sequences else 0.0}
+
+
+def histogram(lengths: list[int], bins: int = 16) -> list[dict]:
+    """Equal-width bins from 0 to the longest example."""
+    if not lengths:
+        return []
+    width = max(1, math.ceil((max(lengths) + 1) / bins))
+    counts = [0] * bins
+    for n in lengths:
+        counts[min(bins - 1, n // width)] += 1
+    return [{"low": i * width, "high": (i + 1) * width - 1, "count": c} for i, c in enumerate(counts)]
+
+
+def length_stats(lengths: list[int], keep: float = 0.99) -> LengthStats:
+    """Summary statistics, cut shares at 128..4096, the recommended max_length and packing fill."""
+    import numpy as np
+
+    arr = np.asarray(lengths or [0])
+    p50, p90, p95, p99 = (float(np.percentile(arr, q)) for q in (50, 90, 95, 99))
+    recommended = recommend_max_length(lengths, keep)
+    return LengthStats(
+        examples=len(lengths), total_tokens=int(arr.sum()), mean=float(arr.mean()),
+        p50=p50, p90=p90, p95=p95, p99=p99, max=int(arr.max()),
+        cut=[cut_shares(lengths, c) for c in CUTS], keep=keep, recommended_max_length=recommended,
+        histogram=histogram(lengths), packing=packing_fill(lengths, recommended),
+    )
+
+
+def file_stats(path: str, model: str, chat_template: str = "auto", keep: float = 0.99, fmt: str = "auto") -> DataStats:
+    """Stats of one file (or folder) read with the given model's tokenizer."""
+    from pathlib import Path
+
+    from tunesmith.config.load import load_config
+
+    config = load_config(data={"model": {"name_or_path": model, "chat_template": chat_template},
+                               "data": {"sources": [{"path": str(Path(path)), "format": fmt}], "split": {"val": 0, "test": 0}}})
+    return config_stats(config, keep)
+
+
+def config_stats(config, keep: float = 0.99) -> DataStats:
+    """Stats of a config's sources (after cleaning) with its model's tokenizer and chat template."""
+    from tunesmith.data.clean import texts_of
+    from tunesmith.data.pipeline import load_sources, split_each
+    from tunesmith.data.tokenize import tokenizer_for
+
+    loaded = load_sources(config)
+    per_source = split_each(loaded, config)
+    examples = [ex for item in loaded for ex in item.examples]
+    sample_texts = ["\n".join(texts_of(ex)) for ex in examples[:2000]]
+    model = config.model
+    tokenizer = tokenizer_for(model.name_or_path, model.tokenizer, model.chat_template, sample_texts, model.tiny.vocab_size)
+    stats = DataStats(tokenizer=model.tokenizer or model.name_or_path)
+    for item, parts in zip(loaded, per_source):
+        stats.sources.append({"label": item.label, "format": item.format, "reason": item.reason, "rows": len(item.examples),
+                              **{name: len(rows) for name, rows in parts.items()}, "dropped": item.dropped})
+    stats.lengths = length_stats(count_tokens(tokenizer, examples), keep)
+    return stats
+
+
+def format_stats(stats: DataStats, bar_width: int = 40) -> str:
+    """A human-readable report with a terminal histogram."""
+    lines = [f"tokenizer: {stats.tokenizer}"]
+    for s in stats.sources:
+        dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items() if v)
+        lines.append(f"source {s['label']}: {s['reason']}; {s['rows']} rows (train {s['train']}, val {s['val']}, test {s['test']})"
+                     + (f"; dropped {dropped}" if dropped else ""))
+    st = stats.lengths
+    if st is None:
+        return "\n".join(lines)
+    lines.append(f"tokens/example: mean {st.mean:.1f}  p50 {st.p50:.0f}  p90 {st.p90:.0f}  p95 {st.p95:.0f}  p99 {st.p99:.0f}  max {st.max}"
+                 f"  ({st.examples} examples, {st.total_tokens} tokens)")
+    lines.append("cut at max_length:  " + "  ".join(f"{c['max_length']}: {c['examples_cut']:.1%} ex / {c['tokens_cut']:.1%} tok" for c in st.cut))
+    lines.append(f"recommended max_length: {st.recommended_max_length} (smallest multiple of {MULTIPLE} keeping >= {st.keep:.1%} of examples whole)")
+    lines.append(f"packing at {st.packing['max_length']}: {st.packing['sequences']} sequences, {st.packing['fill']:.1%} full")
+    peak = max((b["count"] for b in st.histogram), default=1) or 1
+    for b in st.histogram:
+        lines.append(f"{b['low']:>7}-{b['high']:<7} {'█' * round(b['count'] / peak * bar_width):<{bar_width}} {b['count']}")
+    return "\n".join(lines)
+
+
+def stats_target(target: str, model: str | None = None, chat_template: str | None = None, keep: float = 0.99, fmt: str = "auto") -> DataStats:
+    """`data stats` on a config file (its model, unless --model overrides) or a data file (needs --model)."""
+    from pathlib import Path
+
+    from tunesmith.config.load import load_config
+    from tunesmith.data.sources import looks_like_config
+    from tunesmith.errors import DataError
+
+    if not 0 < keep <= 1:
+        raise DataError(f"--keep {keep}: must be a share in (0, 1], e.g. 0.99")
+    path = Path(target)
+    if not path.exists():
+        raise DataError(f"{target}: no such file or folder")
+    if looks_like_config(path):
+        overrides = [f"model.name_or_path={model}"] if model else []
+        overrides += [f"model.chat_template={chat_template}"] if chat_template else []
+        return config_stats(load_config(path, overrides), keep)
+    if not model:
+        raise DataError(
+            f"{target}: token counts need a tokenizer: pass --model (hub id, folder, .gguf or tiny:qwen2)",
+            hint=f"e.g. tunesmith data stats {target} --model Qwen/Qwen2.5-0.5B-Instruct, or give a config file",
+        )
+    return file_stats(target, model, chat_template or "auto", keep, fmt)
