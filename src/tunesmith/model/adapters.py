@@ -1,0 +1,79 @@
+"""LoRA / DoRA / rsLoRA adapters and the 4-bit (QLoRA) base, built on peft and bitsandbytes."""
+
+from __future__ import annotations
+
+from tunesmith.config.schema import Config
+from tunesmith.errors import ConfigError
+
+
+def quantization_config(config: Config, compute_dtype):
+    """A BitsAndBytesConfig for QLoRA (4-bit NF4 by default; bitsandbytes >= 0.46 also runs it on CPU)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("train.mode 'qlora' needs bitsandbytes", hint="pip install 'tunesmith[qlora]' or use train.mode: lora") from None
+    from transformers import BitsAndBytesConfig
+
+    q = config.quantization
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=compute_dtype,
+    )
+
+
+def compute_dtype_for(config: Config, precision: str):
+    """The QLoRA matmul dtype: quantization.compute_dtype, else the training precision."""
+    import torch
+
+    name = config.quantization.compute_dtype
+    if name == "auto":
+        name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+    return getattr(torch, name)
+
+
+def lora_config(config: Config):
+    """The peft LoraConfig from the `lora` section (all linear layers by default)."""
+    from peft import LoraConfig
+
+    lora = config.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        modules_to_save=lora.modules_to_save,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def add_adapters(model, config: Config, activation_checkpointing: bool = False):
+    """Wrap `model` for training: LoRA (lora/qlora) or all weights trainable (full)."""
+    mode = config.train.mode
+    if mode == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if mode == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
+    try:
+        return get_peft_model(model, lora_config(config))
+    except ValueError as exc:
+        raise ConfigError(
+            f"lora: {str(exc).splitlines()[0]}",
+            hint="lora.target_modules: all-linear, or names such as [q_proj, v_proj] that the model has",
+        ) from None
+
+
+def trainable_summary(model) -> tuple[int, int]:
+    """(trainable parameters, all parameters)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

@@ -1,0 +1,159 @@
+"""Trainer wiring shared by SFT and GRPO: TrainingArguments fields, callbacks, launch checks, failures.
+
+    kwargs = common_training_kwargs(ctx)            # pass to TrainingArguments / trl.GRPOConfig
+    args = GRPOConfig(**kwargs, **grpo_specific)
+    check_launch(args)                              # refuse torchrun on CPU without DDP
+    trainer = ...(args=args, callbacks=standard_callbacks(ctx))
+    run_trainer(trainer, ctx)                       # resume, NaN / OOM messages
+"""
+
+from __future__ import annotations
+
+import os
+
+from tunesmith.errors import TrainingError
+from tunesmith.train.callbacks import BestCallback, CheckpointCallback, MetricsCallback, RichProgressCallback, truncate_metrics
+from tunesmith.train.setup import RunContext, world_size
+
+
+class NonFiniteLoss(Exception):
+    """Raised inside the training step when the loss is NaN or infinite."""
+
+
+def optimizer_name(ctx: RunContext) -> str:
+    choice = ctx.config.train.optimizer
+    if choice != "auto":
+        return choice
+    return "paged_adamw_8bit" if ctx.config.train.mode == "qlora" and ctx.plan.device == "cuda" else "adamw_torch"
+
+
+def activation_checkpointing(ctx: RunContext) -> bool:
+    choice = ctx.config.train.activation_checkpointing
+    return ctx.plan.device == "cuda" if choice == "auto" else choice == "on"
+
+
+def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
+    """TrainingArguments fields from the config: schedule, precision by device, checkpoints, logging, tracking."""
+    t, plan = ctx.config.train, ctx.plan
+    smoke = ctx.smoke
+    eval_steps = t.eval_steps or t.save_steps
+    return dict(
+        output_dir=str(ctx.run.checkpoints),  # checkpoint-N here is the temporary name; see CheckpointCallback
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.smoke_steps if smoke else (t.max_steps or -1),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=optimizer_name(ctx),
+        bf16=plan.precision == "bf16",
+        fp16=plan.precision == "fp16",
+        use_cpu=plan.device == "cpu",  # on CPU this also makes torchrun real DDP (gloo), not N copies
+        activation_checkpointing=activation_checkpointing(ctx),
+        logging_steps=1 if smoke else t.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,
+        eval_strategy="steps" if has_val and not smoke else "no",
+        eval_steps=eval_steps,
+        save_strategy="no" if smoke else "steps",
+        save_steps=t.save_steps,
+        save_total_limit=None,
+        report_to=_external_trackers(ctx) or "none",
+        run_name=ctx.config.run.name,
+        seed=ctx.config.run.seed,
+        data_seed=ctx.config.run.seed,
+        dataloader_pin_memory=plan.device == "cuda",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        restore_callback_states_from_checkpoint=True,
+    )
+
+
+def _external_trackers(ctx: RunContext) -> list[str]:
+    """wandb / mlflow as transformers integrations (TensorBoard is ours, writing to run/tensorboard)."""
+    if ctx.smoke:
+        return []
+    return [r for r in ctx.config.tracking.report_to if r not in ("tensorboard", "none")]
+
+
+def standard_callbacks(ctx: RunContext) -> list:
+    """metrics.jsonl, rich progress, atomic step-N checkpoints, best/ + early stopping, TensorBoard."""
+    metrics = MetricsCallback(ctx.run)
+    callbacks = [
+        metrics,
+        RichProgressCallback(metrics),
+        CheckpointCallback(ctx.run, ctx.config.train.save_total_limit),
+        BestCallback(ctx.run, ctx.config.train.early_stopping_patience),
+    ]
+    tracking = ctx.config.tracking
+    if tracking.project:
+        os.environ.setdefault("WANDB_PROJECT", tracking.project)
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", tracking.project)
+    if "tensorboard" in tracking.report_to and not ctx.smoke:
+        callbacks.append(_tensorboard_callback(ctx))
+    return callbacks
+
+
+def _tensorboard_callback(ctx: RunContext):
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(ctx.run.tensorboard)))
+
+
+def check_launch(args, launched: int | None = None) -> None:
+    """Refuse a multi-process launch that would not synchronise (each process would train its own copy)."""
+    launched = world_size() if launched is None else launched
+    if launched > 1 and args.world_size != launched:
+        raise TrainingError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but training is not distributed "
+            f"(world size {args.world_size}): every process would silently train its own copy",
+            hint="on CPU set train.device: cpu (tunesmith then passes use_cpu for DDP over gloo), or launch one process",
+        )
+
+
+def run_trainer(trainer, ctx: RunContext):
+    """trainer.train(), resuming from ctx.resume_from, turning NaN loss and out-of-memory into clear errors."""
+    import torch
+
+    resume = str(ctx.resume_from) if ctx.resume_from else None
+    if ctx.resume_from:
+        truncate_metrics(ctx.run, int(ctx.resume_from.name[5:]))
+    try:
+        return trainer.train(resume_from_checkpoint=resume)
+    except NonFiniteLoss as exc:
+        raise TrainingError(_nan_message(ctx, str(exc)), hint="lower train.learning_rate, keep train.max_grad_norm > 0, or use precision fp32/bf16 instead of fp16") from None
+    except torch.OutOfMemoryError:
+        raise TrainingError("out of memory on " + ctx.plan.device, hint=oom_hint(ctx)) from None
+    except RuntimeError as exc:
+        if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+            raise TrainingError(f"out of memory on {ctx.plan.device}", hint=oom_hint(ctx)) from None
+        raise
+
+
+def _nan_message(ctx: RunContext, what: str) -> str:
+    from tunesmith.train.setup import latest_checkpoint
+
+    last = latest_checkpoint(ctx.run)
+    kept = f"the last good checkpoint is kept at {last} (continue with --resume)" if last else "no checkpoint was written before it"
+    return f"training stopped: {what}; {kept}"
+
+
+def oom_hint(ctx: RunContext) -> str:
+    """Two or three settings that lower memory, with values computed from the current config."""
+    t, d = ctx.config.train, ctx.config.data
+    tips = []
+    if t.batch_size > 1:
+        tips.append(f"--set train.batch_size={max(1, t.batch_size // 2)} train.grad_accum={t.grad_accum * 2} (same effective batch)")
+    if d.max_length > 256:
+        tips.append(f"--set data.max_length={d.max_length // 2}")
+    if not activation_checkpointing(ctx):
+        tips.append("--set train.activation_checkpointing=on")
+    if t.mode != "qlora" and ctx.plan.device == "cuda":
+        tips.append("--set train.mode=qlora")
+    return "try: " + "; or ".join(tips) if tips else "use a smaller model"

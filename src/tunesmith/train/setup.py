@@ -1,0 +1,222 @@
+"""Shared run setup for every training method (SFT and GRPO): run directory, data, base model, manifest.
+
+A method's entry point reads:
+
+    ctx = prepare_run(config, smoke=smoke, resume=resume)   # run dir, splits, tokenizer, base model
+    ...train ctx.model on ctx.splits, writing checkpoints under ctx.run.checkpoints...
+    finish_run(ctx, summary)                                 # manifest end time + summary, printed next steps
+
+Layout and rules:
+- `runs/<name>/` is refused when it already holds a run (checkpoints or final/) unless `run.overwrite`
+  (wiped first) or `resume=True` (continues from `latest_checkpoint`). `--smoke` writes `runs/<name>-smoke/`,
+  replaced every time, so a smoke test never touches the real run.
+- On resume the saved `data/*.jsonl` splits and the built `base_model/` are reused, so the data order is the same.
+- `tiny:qwen2` / `tiny:llama` builds a tiny model into `base_model/` from the run's own training text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config.load import save_config
+from tunesmith.config.schema import Config
+from tunesmith.errors import ConfigError
+from tunesmith.model.device import DevicePlan, plan_device
+from tunesmith.model.load import TINY_PREFIX, is_tiny, load_model, load_tokenizer
+from tunesmith.train.run_dir import RunDir, read_jsonl, write_jsonl
+
+SPLITS = ("train", "val", "test")
+PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "tokenizers")
+SMOKE_VAL_EXAMPLES = 4
+
+
+@dataclass
+class RunContext:
+    """Everything a training method needs, prepared the same way for SFT and GRPO."""
+
+    config: Config
+    run: RunDir
+    splits: dict[str, list[dict]]
+    base_model: str  # loadable path or hub id (what manifest.json records)
+    plan: DevicePlan
+    smoke: bool = False
+    resume_from: Path | None = None  # the checkpoint to continue from
+    tokenizer: Any = None
+    model: Any = None  # the base model, not yet adapted
+    started: float = field(default_factory=time.time)
+
+
+def prepare_run(config: Config, smoke: bool = False, resume: bool = False, load: bool = True) -> RunContext:
+    """Create or reopen the run directory, save data + config, build/resolve the base, load tokenizer + model."""
+    run = open_run_dir(config, smoke, resume)
+    resume_from = latest_checkpoint(run) if resume else None
+    splits = _splits_for_run(config, run, smoke, resume)
+    plan = plan_device(config.train.device, config.train.precision)
+    base = resolve_base_model(config, run, splits["train"])
+    save_config(config, run.config)
+    ctx = RunContext(config, run, splits, base, plan, smoke, resume_from)
+    if load:
+        ctx.tokenizer = load_tokenizer(base, config.model.tokenizer, config.model.chat_template, config.model.revision, config.model.trust_remote_code)
+        ctx.model = load_base_model(config, base, plan)
+    write_manifest(ctx, start=True)
+    return ctx
+
+
+def open_run_dir(config: Config, smoke: bool, resume: bool) -> RunDir:
+    """The run directory, created empty (new run), wiped (overwrite / smoke) or kept (resume)."""
+    name = f"{config.run.name}-smoke" if smoke else config.run.name
+    run = RunDir.of(Path(config.run.output_dir) / name)
+    used = run.final.exists() or any(run.checkpoints.glob("step-*"))
+    if resume:
+        if not run.config.exists():
+            raise ConfigError(f"--resume: {run.root} holds no run to continue", hint="start it without --resume")
+        return run
+    if used and not (config.run.overwrite or smoke):
+        what = "a finished run" if run.final.exists() else "an unfinished run with checkpoints"
+        raise ConfigError(
+            f"{run.root} already holds {what}",
+            hint="continue it with --resume, pick another run.name, or set run.overwrite: true to replace it",
+        )
+    if run.root.exists() and (used or run.config.exists()):
+        shutil.rmtree(run.root)
+    run.root.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def latest_checkpoint(run: RunDir) -> Path | None:
+    """The newest complete checkpoint (`checkpoints/step-N/`; incomplete ones never get that name)."""
+    steps = [p for p in run.checkpoints.glob("step-*") if p.name[5:].isdigit() and (p / "trainer_state.json").exists()]
+    return max(steps, key=lambda p: int(p.name[5:]), default=None)
+
+
+def _splits_for_run(config: Config, run: RunDir, smoke: bool, resume: bool) -> dict[str, list[dict]]:
+    """The processed splits: reread on resume (same data, same order), else prepared and saved."""
+    if resume and run.split_file("train").exists():
+        return {s: read_jsonl(run.split_file(s)) if run.split_file(s).exists() else [] for s in SPLITS}
+    from tunesmith.data.pipeline import prepare_splits
+
+    splits = prepare_splits(config)
+    if not splits["train"]:
+        raise ConfigError("the training split is empty", hint="check data.sources and data.split (val + test share)")
+    if smoke:
+        splits = {
+            "train": splits["train"][: config.train.smoke_examples],
+            "val": splits["val"][:SMOKE_VAL_EXAMPLES],
+            "test": splits["test"][:SMOKE_VAL_EXAMPLES],
+        }
+    for name in SPLITS:
+        write_jsonl(run.split_file(name), splits[name])
+    return splits
+
+
+def example_text(example: dict) -> str:
+    """The plain text of an internal-shape example (for training a tiny tokenizer)."""
+    if example.get("messages"):
+        return "\n".join(str(m.get("content", "")) for m in example["messages"])
+    return str(example.get("text") or "")
+
+
+def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> str:
+    """The loadable base: `tiny:` builds (once) into run/base_model from the training text."""
+    name = config.model.name_or_path
+    if not is_tiny(name):
+        return name
+    if not (run.base_model / "config.json").exists():
+        from tunesmith.model.tiny import build_tiny_model
+
+        shape = config.model.tiny
+        texts = [example_text(row) for row in train_rows]
+        build_tiny_model(
+            name[len(TINY_PREFIX):], run.base_model, texts, shape.vocab_size, shape.layers, shape.hidden, shape.heads, config.run.seed
+        )
+    return str(run.base_model)
+
+
+def load_base_model(config: Config, base: str, plan: DevicePlan):
+    """The base model in the dtype the plan wants (4-bit NF4 for QLoRA), on the plan's device."""
+    import torch
+
+    from tunesmith.model.adapters import compute_dtype_for, quantization_config
+
+    dtype = torch.float32 if config.train.mode == "full" or plan.precision == "fp32" else plan.torch_dtype
+    if config.model.dtype != "auto":
+        dtype = getattr(torch, config.model.dtype)
+    quant, device_map = None, None
+    if config.train.mode == "qlora":
+        quant = quantization_config(config, compute_dtype_for(config, plan.precision))
+        device_map = {"": plan.device if plan.device != "cuda" else torch.cuda.current_device()}
+    return load_model(
+        base, dtype=dtype, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code,
+        attn_implementation=config.model.attn_implementation, quantization_config=quant, device_map=device_map,
+    )
+
+
+def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
+    """Write manifest.json: versions, git commit, data fingerprints, seed, device, times (+ `extra`)."""
+    manifest = ctx.run.read_manifest() if not start or ctx.resume_from else {}
+    if start:
+        manifest.update(
+            method=ctx.config.method, mode=ctx.config.train.mode, base_model=ctx.base_model, seed=ctx.config.run.seed,
+            device=ctx.plan.device, precision=ctx.plan.precision, smoke=ctx.smoke, packages=package_versions(),
+            python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run),
+        )
+        manifest.setdefault("start_time", _now())
+        if ctx.resume_from:
+            manifest.setdefault("resumes", []).append({"time": _now(), "from": str(ctx.resume_from)})
+    manifest.update(extra)
+    ctx.run.manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def finish_run(ctx: RunContext, **summary: Any) -> None:
+    """Record the end time and the run summary in manifest.json."""
+    write_manifest(ctx, end_time=_now(), **summary)
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The current commit of the git checkout we run in (None outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def data_fingerprints(run: RunDir) -> dict[str, dict]:
+    """sha256 and row count of each saved split."""
+    out = {}
+    for split in SPLITS:
+        path = run.split_file(split)
+        if path.exists():
+            data = path.read_bytes()
+            out[split] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": data.count(b"\n")}
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
