@@ -16,7 +16,7 @@ def fake_metrics(steps: int = 20) -> list[dict]:
     rows = []
     for step in range(1, steps + 1):
         rows.append({"step": step, "epoch": step / steps, "loss": 3.0 * math.exp(-step / 8) + 0.5,
-                     "learning_rate": 1e-3 * (1 - step / steps), "tokens_per_second": 900.0 + step})
+                     "lr": 1e-3 * (1 - step / steps), "tokens_per_s": 900.0 + step})
         if step % 5 == 0:
             rows.append({"step": step, "epoch": step / steps, "eval_loss": 3.2 * math.exp(-step / 9) + 0.6})
     return rows

@@ -66,18 +66,18 @@ def make_example(rng: random.Random, intent: str | None = None, system_prompt: s
     return {"messages": messages, "meta": {"intent": intent, "slots": slots, "reference": answer}}
 
 
-def intent_dataset(n: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict]:
-    """`n` seeded examples, intents balanced round-robin, in the internal shape."""
+def intent_dataset(rows: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict]:
+    """`rows` seeded examples, intents balanced round-robin, in the internal shape."""
     rng = random.Random(seed)
     names = sorted(INTENTS)
-    return [make_example(rng, names[i % len(names)], system_prompt) for i in range(n)]
+    return [make_example(rng, names[i % len(names)], system_prompt) for i in range(rows)]
 
 
-def write_intent_dataset(path: str | Path, n: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> Path:
+def write_intent_dataset(path: str | Path, rows: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> Path:
     """Write the data set as JSONL in the `messages` format (one conversation per line, meta alongside)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
-        for row in intent_dataset(n, seed, system_prompt):
+        for row in intent_dataset(rows, seed, system_prompt):
             f.write(json.dumps({"messages": row["messages"], **row["meta"]}, ensure_ascii=False) + "\n")
     return out

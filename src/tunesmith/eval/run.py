@@ -110,8 +110,11 @@ def _models(run_dir: str, base: bool, compare: Sequence[str]) -> list[tuple[str,
     return models
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool = True, compare: Sequence[str | Path] = (), limit: int | None = None) -> dict:
-    """Evaluate a run (and its base, and other runs) on its test split; writes RUN_DIR/eval/ and returns metrics."""
+def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | None = None, compare: Sequence[str | Path] = (), limit: int | None = None) -> dict:
+    """Evaluate a run (and its base, and other runs) on its test split; writes RUN_DIR/eval/ and returns metrics.
+
+    `base=None` follows the config's eval.compare_base (on by default).
+    """
     run = RunDir.of(run_dir)
     run.require_finished()
     config = load_config(run.config)
@@ -125,6 +128,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool = T
         resolve_metric(name)  # fail on a bad metric name before loading any model
     scores: dict[str, dict[str, float]] = {}
     predictions: dict[str, list[str]] = {}
+    base = config.eval.compare_base if base is None else base
     for label, target, use_base in _models(str(run_dir), base, [str(c) for c in compare]):
         model, tokenizer = load_for_generation(target, base=use_base)
         scores[label], predictions[label] = score_model(model, tokenizer, items, config, metric_names)

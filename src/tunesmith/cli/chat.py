@@ -1,0 +1,43 @@
+"""`tunesmith chat RUN_DIR|MODEL`: a multi-turn terminal chat with streamed replies."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR|MODEL", help="A run directory (base + adapter) or a model (hub id, folder, .gguf).")
+    parser.add_argument("--system", help="System prompt for the conversation.")
+    parser.add_argument("--temperature", type=float, default=0.7, help="Sampling temperature; 0 is greedy.")
+    parser.add_argument("--top-p", type=float, default=0.9, help="Nucleus sampling probability mass.")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="Longest reply in tokens.")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="Penalty for repeating tokens (1.0 = none).")
+    parser.add_argument("--seed", type=int, default=None, help="Seed for sampling.")
+    parser.add_argument("--base", action="store_true", help="Chat with the run's base model instead of the tuned one.")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from tunesmith.generate.chat import ChatSession, chat_loop
+    from tunesmith.generate.generate import GenerationSettings, load_for_generation
+
+    model, tokenizer = load_for_generation(args.target, base=args.base)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, seed=args.seed,
+    )
+    session = ChatSession(model, tokenizer, system=args.system, settings=settings)
+
+    def write_piece(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    def read(prompt: str) -> str:
+        line = input(prompt)
+        if not line.startswith("/") and line.strip():
+            sys.stdout.write("assistant> ")
+        return line
+
+    chat_loop(session, read=read, write=print, write_piece=write_piece)
+    return 0
