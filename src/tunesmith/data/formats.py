@@ -140,7 +140,10 @@ def _messages(row: dict, spec: FormatSpec) -> dict:
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise DataError(f"turn {i + 1} must be an object with role and content, got {type(turn).__name__}")
-        out.append({k: v for k, v in turn.items() if k in TURN_KEYS})
+        kept = {k: v for k, v in turn.items() if k in TURN_KEYS}
+        if kept.get("content") is None and kept.get("tool_calls"):
+            kept["content"] = ""  # templates index message['content'] even on tool-call turns
+        out.append(kept)
     return {"messages": out}
 
 

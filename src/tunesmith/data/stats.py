@@ -64,9 +64,17 @@ def count_tokens(tokenizer, examples: list[dict]) -> list[int]:
     for start in range(0, len(texts), BATCH):
         chunk = texts[start : start + BATCH]
         is_text = [not ex.get("messages") for ex in examples[start : start + BATCH]]
-        plain = tokenizer(chunk, add_special_tokens=False)["input_ids"]
+        plain = _encode_batch(tokenizer, chunk)
         counts += [len(ids) + (_text_extra(tokenizer, ids) if text else 0) for ids, text in zip(plain, is_text)]
     return counts
+
+
+def _encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Ids of many texts at once; the Rust backend's encode_batch_fast skips offsets (we only count)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def _text_extra(tokenizer, ids: list[int]) -> int:
@@ -142,7 +150,8 @@ def file_stats(path: str, model: str, chat_template: str = "auto", keep: float =
     from tunesmith.config.load import load_config
 
     config = load_config(data={"model": {"name_or_path": model, "chat_template": chat_template},
-                               "data": {"sources": [{"path": str(Path(path)), "format": fmt}], "split": {"val": 0, "test": 0}}})
+                               "data": {"sources": [{"path": str(Path(path)), "format": fmt}], "split": {"val": 0, "test": 0},
+                                        "clean": {"dedup": False}}})  # a bare file is measured as it is
     return config_stats(config, keep)
 
 
