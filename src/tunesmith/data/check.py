@@ -304,7 +304,7 @@ def message_problems(messages: list[dict]) -> list[tuple[str, str]]:
         role, content = turn.get("role"), turn.get("content")
         if role not in ROLES:
             problems.append(("unknown-role", f"turn {i}: unknown role {role!r} (expected {', '.join(ROLES)})"))
-        if content is None and turn.get("tool_calls"):
+        if content in (None, "") and turn.get("tool_calls"):
             continue
         if not isinstance(content, str):
             problems.append(("non-string-content", f"turn {i} ({role}): content is {type(content).__name__}, expected a string"))

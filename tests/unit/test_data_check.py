@@ -1,0 +1,87 @@
+"""`data check`: every kind of problem reported as FILE:LINE with exit 1, a clean file exits 0, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+from tunesmith.cli.main import main
+from tunesmith.data.check import check_paths, message_problems
+
+FIXTURES = REPO / "tests" / "fixtures" / "data"
+PROBLEMS = FIXTURES / "problems.jsonl"
+
+EXPECTED = [
+    (2, "invalid JSON at column 87: Expecting ',' delimiter"),
+    (3, "unknown key 'mesages' (did you mean 'messages'?)"),
+    (3, "missing key 'messages' (format messages)"),
+    (4, "turn 2: unknown role 'bot' (expected system, user, assistant, tool)"),
+    (4, "no assistant turn: nothing to train on"),
+    (5, "turn 1: conversation starts with an assistant turn"),
+    (6, "turn 1 (user): empty content"),
+    (7, "turn 1 (user): content is int, expected a string"),
+    (8, "no assistant turn: nothing to train on"),
+    (9, "exact duplicate of line 1"),
+    (10, "turn 1: unknown key 'text' (expected content, name, reasoning_content, role, thinking, tool_call_id, tool_calls, weight)"),
+    (10, "turn 1 (user): content is NoneType, expected a string"),
+    (12, "row is a JSON list, expected an object"),
+    (13, "invalid UTF-8: byte 0xe9 at column 47"),
+]
+
+
+def test_every_problem_kind_with_its_line():
+    result = check_paths([PROBLEMS])
+    assert [(p.line, p.message) for p in result.problems] == EXPECTED
+    assert len(result.counts) >= 8
+    assert result.rows == 12
+
+
+def test_cli_prints_file_line_messages_and_exits_1():
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(PROBLEMS)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[:len(EXPECTED)] == [f"{PROBLEMS}:{line}: {message}" for line, message in EXPECTED]
+    assert lines[-1].startswith("14 problems in 12 rows in 1 file (")
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_clean_file_exits_0_and_usage_errors_exit_2(capsys):
+    assert main(["data", "check", str(FIXTURES / "clean.jsonl")]) == 0
+    assert capsys.readouterr().out.strip() == "ok: 2 rows in 1 file, no problems"
+    assert main(["data", "check", str(FIXTURES / "missing.jsonl")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_empty_file_and_other_formats():
+    empty = check_paths([FIXTURES / "empty.jsonl"])
+    assert [str(p) for p in empty.problems] == [f"{FIXTURES / 'empty.jsonl'}:1: empty file: no rows"]
+    for name in ("messages.jsonl", "sharegpt.json", "alpaca.json", "prompt_completion.jsonl", "text.jsonl", "alpaca.tsv", "plain.txt"):
+        assert check_paths([FIXTURES / name]).total == 0, name
+
+
+def test_json_array_problems_point_at_the_element_line(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c", "output": ""}\n]\n')
+    assert [str(p) for p in check_paths([path]).problems] == [f"{path}:3: turn 2 (assistant): empty content"]
+
+
+def test_turn_order_rules():
+    roles = lambda *rs: [{"role": r, "content": "x"} for r in rs]  # noqa: E731
+    assert message_problems(roles("user", "assistant", "user", "assistant")) == []
+    assert message_problems(roles("user", "user", "assistant")) == [("turn-order", "turn 2: two 'user' turns in a row")]
+    assert message_problems(roles("user", "assistant", "system", "user", "assistant")) == [("turn-order", "turn 3: system turn after the first turn")]
+    assert message_problems(roles("user", "tool", "assistant")) == [("turn-order", "turn 2: tool turn not after an assistant tool call")]
+
+
+def test_too_long_rows_with_a_tokenizer(tiny_qwen2, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    path = tmp_path / "long.jsonl"
+    path.write_text('{"text": "' + "hello " * 300 + '"}\n{"text": "short"}\n')
+    tokens = len(AutoTokenizer.from_pretrained(tiny_qwen2)("hello " * 300)["input_ids"]) + 1  # + EOS
+    code = main(["data", "check", str(path), "--model", str(tiny_qwen2), "--max-length", "64"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0] == f"{path}:1: {tokens} tokens, longer than max_length 64 (would be truncated)"
+    assert out[-1] == "1 problem in 2 rows in 1 file (too-long 1)"
