@@ -1,0 +1,151 @@
+"""`export_run`: merge -> GGUF (f32/f16/bf16 written here, others quantized by llama.cpp) -> Modelfile -> parity."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunesmith.errors import ExportError
+from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
+from tunesmith.train.run_dir import RunDir, read_jsonl
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    merged_dir: Path | None = None
+    gguf_files: dict[str, Path] = field(default_factory=dict)
+    tensor_types: dict[str, dict[str, int]] = field(default_factory=dict)  # what llama.cpp wrote per format
+    modelfile: Path | None = None
+    template_family: str | None = None
+    template_exact: bool = True
+    template_notes: list[str] = field(default_factory=list)
+    parity: dict[str, dict] = field(default_factory=dict)  # gguf type -> summary (match_rate, max_logit_diff)
+    parity_file: Path | None = None
+    ollama_commands: list[str] = field(default_factory=list)
+
+
+def export_run(run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True) -> ExportResult:
+    """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json."""
+    from tunesmith.config import load_config
+    from tunesmith.export.merge import merge_run
+
+    run = RunDir.of(run_dir)
+    run.require_finished()
+    config = load_config(run.config)
+    types = _gguf_types(config.export.gguf if gguf_types is None else gguf_types)
+    result = ExportResult(out_dir=Path(out_dir or config.export.out_dir or run.export))
+    if types:
+        from tunesmith.export.quantize import require_llama_cpp
+
+        require_llama_cpp()  # fail before the slow steps, with the install command
+    with tempfile.TemporaryDirectory() as tmp:
+        merged_dir = result.out_dir / "merged" if merged else Path(tmp) / "merged"
+        model, tokenizer = merge_run(run.root, merged_dir)
+        result.merged_dir = merged_dir if merged else None
+        if types:
+            _write_ggufs(result, merged_dir, tokenizer, types, config.run.name, Path(tmp))
+            _write_modelfile(result, run, config, tokenizer, types[0])
+            if verify:
+                _verify(result, run, model, tokenizer, config)
+    return result
+
+
+def _gguf_types(types) -> list[str]:
+    from tunesmith.config.schema import GGUF_TYPES
+
+    chosen = [t.lower() for t in (types or []) if t and t.lower() != "none"]
+    unknown = [t for t in chosen if t not in GGUF_TYPES]
+    if unknown:
+        raise ExportError(f"unknown GGUF type(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(GGUF_TYPES)}")
+    return list(dict.fromkeys(chosen))
+
+
+def _write_ggufs(result: ExportResult, merged_dir: Path, tokenizer, types: list[str], name: str, tmp: Path) -> None:
+    """Float types are written directly; quantized ones come from an f16 file through llama.cpp."""
+    from tunesmith.export.quantize import quantize, tensor_type_counts
+
+    for gguf_type in [t for t in types if t in FLOAT_TYPES]:
+        path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, tokenizer, name)
+        result.gguf_files[gguf_type] = path
+        result.tensor_types[gguf_type] = tensor_type_counts(path)
+    quantized = [t for t in types if t not in FLOAT_TYPES]
+    if not quantized:
+        return
+    source = result.gguf_files.get("f16") or convert_to_gguf(merged_dir, tmp / "source-f16.gguf", "f16", tokenizer, name)
+    for gguf_type in quantized:
+        path = result.out_dir / f"{name}-{gguf_type}.gguf"
+        result.tensor_types[gguf_type] = quantize(source, path, gguf_type)
+        result.gguf_files[gguf_type] = path
+
+
+def _system_prompt(config) -> str | None:
+    if config.data.system_prompt:
+        return config.data.system_prompt
+    return next((s.system_prompt for s in config.data.sources if s.system_prompt), None)
+
+
+def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, primary: str) -> None:
+    from tunesmith.export.ollama import modelfile, ollama_commands
+
+    probe = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    add_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
+    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(config), config.data.max_length, add_bos)
+    result.modelfile = result.out_dir / "Modelfile"
+    result.modelfile.write_text(text, encoding="utf-8")
+    result.template_family, result.template_exact, result.template_notes = fmt.family, fmt.exact, fmt.notes
+    result.ollama_commands = ollama_commands(config.export.ollama_name or config.run.name, result.modelfile)
+
+
+def verification_prompts(run: RunDir, tokenizer, count: int):
+    """Up to `count` prompts from the run's test split, rendered through the run's chat template."""
+    from tunesmith.data.tokenize import encode, prompt_ids, render
+    from tunesmith.export.parity import Prompt
+
+    path = run.split_file("test")
+    rows = read_jsonl(path) if path.exists() else []
+    prompts = []
+    for row in rows:
+        messages = row.get("messages") or []
+        cut = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+        if messages[:cut]:
+            prompts.append(Prompt(prompt_ids(tokenizer, messages[:cut]), render(tokenizer, messages[:cut], add_generation_prompt=True)))
+        elif row.get("text"):
+            text = tokenizer.decode(encode(tokenizer, row["text"])[:32])
+            prompts.append(Prompt(encode(tokenizer, text), text))
+        if len(prompts) == count:
+            break
+    if not prompts:
+        hello = [{"role": "user", "content": "Hello! Who are you?"}]
+        prompts.append(Prompt(prompt_ids(tokenizer, hello), render(tokenizer, hello, add_generation_prompt=True)))
+    return prompts
+
+
+def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None:
+    """Parity of every GGUF with the merged HF model; f32/f16 must match, the rest report their rate."""
+    import torch
+
+    from tunesmith.export.gguf import end_of_turn_token
+    from tunesmith.export.parity import check_format, require_exact
+
+    model = model.float().eval()  # the reference is the merged model in full precision
+    torch.manual_seed(0)
+    prompts = verification_prompts(run, tokenizer, config.export.verify_prompts)
+    stop_ids = {tokenizer.eos_token_id} - {None}
+    if (eot := end_of_turn_token(tokenizer)) is not None:
+        stop_ids.add(tokenizer.convert_tokens_to_ids(eot))
+    reports = {}
+    for gguf_type, path in result.gguf_files.items():
+        reports[gguf_type] = check_format(path, gguf_type, model, prompts, config.export.verify_tokens, stop_ids)
+        result.parity[gguf_type] = {
+            "match_rate": reports[gguf_type].match_rate,
+            "max_logit_diff": reports[gguf_type].max_logit_diff,
+            "tokenization_match_rate": reports[gguf_type].tokenization_match_rate,
+        }
+    result.parity_file = result.out_dir / "parity.json"
+    payload = {"prompts": len(prompts), "tokens": config.export.verify_tokens, "formats": {k: r.to_dict() for k, r in reports.items()}}
+    result.parity_file.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    for report in reports.values():
+        require_exact(report)
