@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -17,6 +18,7 @@ class TrainResult:
     seconds: float  # wall time of this call
     best_dir: Path | None = None
     stopped_early: bool = False
+    model: Any = field(default=None, repr=False)  # the trained model, still in memory (API callers, tests)
 
     def summary(self) -> str:
         """A few lines for the terminal: numbers, paths and the next commands."""

@@ -155,10 +155,23 @@ def load_base_model(config: Config, base: str, plan: DevicePlan):
     if config.train.mode == "qlora":
         quant = quantization_config(config, compute_dtype_for(config, plan.precision))
         device_map = {"": plan.device if plan.device != "cuda" else torch.cuda.current_device()}
-    return load_model(
+    model = load_model(
         base, dtype=dtype, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code,
         attn_implementation=config.model.attn_implementation, quantization_config=quant, device_map=device_map,
     )
+    return _unmark_dequantized_gguf(model)
+
+
+def _unmark_dequantized_gguf(model):
+    """transformers 5.24 keeps a GGUF quantizer on models whose GGUF weights it already dequantized to float,
+    and the Trainer then refuses to train them ("GGUF ... do not support training"); the weights are plain."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and str(getattr(quantizer.quantization_config, "quant_method", "")).lower().endswith("gguf"):
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
 
 
 def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:

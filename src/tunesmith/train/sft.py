@@ -103,6 +103,6 @@ def _result(ctx: RunContext, trainer, seconds: float) -> TrainResult:
         run_dir=ctx.run.root, final_dir=ctx.run.final, steps=trainer.state.global_step,
         train_loss=losses[-1] if losses else None, best_val_loss=best.best if best else None,
         tokens=int(trainer.state.num_input_tokens_seen), seconds=seconds,
-        best_dir=ctx.run.best if ctx.run.best.exists() else None, stopped_early=stopped,
+        best_dir=ctx.run.best if ctx.run.best.exists() else None, stopped_early=stopped, model=trainer.model,
     )
 

@@ -1,0 +1,61 @@
+"""Batches: padding-free keeps examples apart (same loss as padded), loss only on assistant tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunesmith.config.schema import DataConfig
+from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.errors import ConfigError, DataError
+from tunesmith.model.load import load_model, load_tokenizer
+from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
+
+ROWS = [
+    {"messages": [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "The answer is 5."}]},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Play some jazz music please"}, {"role": "assistant", "content": "Playing jazz."}]},
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help you today with your account?"}]},
+]
+
+
+def _loss(model, batch) -> float:
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2", "tiny_llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padding_free_loss_equals_padded_loss(fixture, attn, request):
+    folder = str(request.getfixturevalue(fixture))
+    tok = load_tokenizer(folder)
+    model = load_model(folder, attn_implementation=attn).eval()
+    model.config.use_cache = False  # what prepare_model sets: without it packed examples attend to each other
+    data = tokenize_split(tok, ROWS, DataConfig(max_length=64)).dataset
+    features = [data[i] for i in range(len(data))]
+    flat, padded = Collator("padding_free", tok)(features), Collator("padded", tok)(features)
+    assert flat["input_ids"].shape[0] == 1 and "attention_mask" not in flat
+    assert padded["input_ids"].shape[0] == 3
+    assert real_tokens(flat) == real_tokens(padded) == sum(len(f["input_ids"]) for f in features)
+    assert abs(_loss(model, flat) - _loss(model, padded)) < 1e-5
+
+
+def test_labels_cover_only_assistant_tokens(tiny_qwen2):
+    tok = load_tokenizer(str(tiny_qwen2))
+    row = tokenize_split(tok, ROWS[:1], DataConfig(max_length=64)).dataset[0]
+    trained = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != IGNORE_INDEX]
+    assert tok.decode(trained) == "The answer is 5.<|im_end|>"
+
+
+def test_examples_without_loss_tokens_are_dropped_and_counted(tiny_qwen2):
+    tok = load_tokenizer(str(tiny_qwen2))
+    split = tokenize_split(tok, ROWS, DataConfig(max_length=16))  # every answer starts after token 16 except none
+    assert split.skipped + len(split.dataset or []) == 3
+    with pytest.raises(DataError, match="no train example has a token to learn from"):
+        tokenize_split(tok, ROWS[1:2], DataConfig(max_length=16))
+
+
+def test_batching_choice():
+    assert resolve_batching("auto", "cpu") == "padding_free"
+    assert resolve_batching("padded", "cuda") == "padded"
+    with pytest.raises(ConfigError, match="'packed' is not available"):
+        resolve_batching("packed", "cpu")
