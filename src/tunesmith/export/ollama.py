@@ -113,10 +113,16 @@ def _check(fmt: TurnFormat, tokenizer) -> None:
 
 
 def _fallback_format(family: str, note: str) -> TurnFormat:
-    """ChatML, the most widely understood format, marked as approximated."""
-    prefix = {r: f"<|im_start|>{r}\n" for r in ("system", "user", "assistant")}
-    suffix = {r: "<|im_end|>\n" for r in prefix}
-    return TurnFormat("", prefix, suffix, "<|im_start|>assistant\n", family, exact=False, notes=[note, "TEMPLATE is approximated as ChatML"])
+    """The family's standard turn format (ChatML when the family is unknown), marked as approximated."""
+    if family == "llama3":
+        prefix = {r: f"<|start_header_id|>{r}<|end_header_id|>\n\n" for r in ("system", "user", "assistant")}
+        suffix = {r: "<|eot_id|>" for r in prefix}
+        generation, name = prefix["assistant"], "Llama-3"
+    else:
+        prefix = {r: f"<|im_start|>{r}\n" for r in ("system", "user", "assistant")}
+        suffix = {r: "<|im_end|>\n" for r in prefix}
+        generation, name = prefix["assistant"], "ChatML"
+    return TurnFormat("", prefix, suffix, generation, family, exact=False, notes=[note, f"TEMPLATE is approximated as {name}"])
 
 
 def _go_literal(text: str) -> str:

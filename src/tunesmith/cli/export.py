@@ -1,0 +1,53 @@
+"""`tunesmith export RUN_DIR`: merge, GGUF, quantize, Ollama Modelfile, and the parity check."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="A finished run directory (runs/<name>).")
+    parser.add_argument(
+        "--merged", action=argparse.BooleanOptionalAction, default=None,
+        help="Keep the merged safetensors model in OUT/merged (default: config export.merged).",
+    )
+    parser.add_argument(
+        "--gguf", nargs="+", metavar="TYPE", default=None,
+        help="GGUF types to write: f32 f16 bf16 q8_0 q6_k q5_k_m q5_0 q4_k_m q4_0, or none (default: config export.gguf).",
+    )
+    parser.add_argument("--out", default=None, help="Output folder (default: config export.out_dir, else RUN_DIR/export).")
+    parser.add_argument("--no-verify", action="store_true", help="Skip the llama.cpp vs HF parity check.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tunesmith.config import load_config
+    from tunesmith.export.run import export_run
+    from tunesmith.train.run_dir import RunDir
+
+    run_dir = RunDir.of(args.run_dir)
+    run_dir.require_finished()
+    config = load_config(run_dir.config).export
+    merged = config.merged if args.merged is None else args.merged
+    result = export_run(run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged)
+    _print(result)
+    return 0
+
+
+def _print(result) -> None:
+    if result.merged_dir:
+        print(f"merged model: {result.merged_dir}")
+    for gguf_type, path in result.gguf_files.items():
+        types = ", ".join(f"{n} {k}" for k, n in result.tensor_types.get(gguf_type, {}).items())
+        print(f"gguf {gguf_type}: {path}  (tensors: {types})")
+    for gguf_type, summary in result.parity.items():
+        print(
+            f"parity {gguf_type}: {summary['match_rate']:.0%} of prompts identical, "
+            f"step-0 max logit diff {summary['max_logit_diff']:.2e}, tokenization {summary['tokenization_match_rate']:.0%}"
+        )
+    if result.parity_file:
+        print(f"parity report: {result.parity_file}")
+    if result.modelfile:
+        note = "" if result.template_exact else f"  (TEMPLATE approximated: {'; '.join(result.template_notes)})"
+        print(f"Modelfile: {result.modelfile}  (chat template: {result.template_family}){note}")
+        for command in result.ollama_commands:
+            print(f"  {command}")
