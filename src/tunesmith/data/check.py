@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tunesmith.data.formats import FORMAT_KEYS, ROLES, SHAREGPT_TAGS, TURN_KEYS, FormatSpec, candidate_formats, rename_columns, to_internal
@@ -188,7 +188,9 @@ class RowChecker:
     """Checks rows of one file; the format is detected from the first rows when it is auto."""
 
     def __init__(self, path: str, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]]):
-        self.path, self.spec, self.length, self.result, self.seen = path, spec, length, result, seen
+        self.path, self.length, self.result, self.seen = path, length, result, seen
+        self.full_spec = spec  # with the system prompt: what training sees, for the length check
+        self.spec = replace(spec, system_prompt=None)  # turn numbers must match the file
         self.format = None if spec.format == "auto" else spec.format
         self.pending: list[tuple[int, object]] = []
 
@@ -238,7 +240,7 @@ class RowChecker:
         from tunesmith.data.stats import count_tokens
 
         try:
-            example = to_internal(row, self.spec, self.format)
+            example = to_internal(row, self.full_spec, self.format)
         except DataError:
             return
         tokens = count_tokens(self.length.tokenizer, [example])[0]
