@@ -1,0 +1,105 @@
+"""`tunesmith train` as a user runs it: --smoke timing, SIGKILL + --resume, plain transformers+peft loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.e2e.test_train_sft import write_chat_data
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNESMITH_NO_PROGRESS": "1"}
+
+
+def write_config(tmp_path: Path, name: str = "t", **train) -> Path:
+    data = write_chat_data(tmp_path, n=64)
+    settings = dict(max_steps=16, batch_size=4, grad_accum=2, learning_rate=3e-3, logging_steps=1, save_steps=2, save_total_limit=2)
+    settings.update(train)
+    raw = {
+        "run": {"name": name, "output_dir": str(tmp_path / "runs")},
+        "model": {"name_or_path": "tiny:qwen2"},
+        "data": {"sources": [{"path": str(data)}], "max_length": 96},
+        "train": settings,
+        "tracking": {"report_to": ["none"]},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def tunesmith(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tunesmith.cli.main", *args]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def losses(run: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def test_smoke_runs_the_whole_pipeline_fast(tmp_path):
+    config = write_config(tmp_path, max_steps=None, epochs=3)
+    start = time.perf_counter()
+    out = tunesmith("train", str(config), "--smoke")
+    elapsed = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    assert elapsed < 30
+    run = tmp_path / "runs" / "t-smoke"
+    assert len(losses(run)) == 3 and (run / "final" / "adapter_model.safetensors").exists()
+    assert len((run / "data" / "train.jsonl").read_text().splitlines()) == 10
+    assert "tunesmith eval " + str(run) in out.stdout
+    assert not (tmp_path / "runs" / "t").exists()
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    whole = write_config(tmp_path, name="whole")
+    assert tunesmith("train", str(whole)).returncode == 0
+    killed = write_config(tmp_path, name="killed")
+    run = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli.main", "train", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "step-6").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "final").exists(), "the run finished before it could be killed"
+    again = tunesmith("train", str(killed))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = tunesmith("train", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    reference = tmp_path / "runs" / "whole"
+    assert losses(run) == pytest.approx(losses(reference), abs=1e-6)
+    a, b = load_file(reference / "final" / "adapter_model.safetensors"), load_file(run / "final" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-14", "step-16"]
+
+
+PLAIN_LOAD = """
+import sys
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+run = sys.argv[1]
+tok = AutoTokenizer.from_pretrained(run + "/final")
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(run + "/base_model"), run + "/final")
+ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 plus 3?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+out = model.generate(**ids, max_new_tokens=6, do_sample=False)
+assert "tunesmith" not in sys.modules
+print(out.shape[1] - ids["input_ids"].shape[1])
+"""
+
+
+def test_final_adapter_loads_with_plain_transformers_and_peft(tmp_path):
+    config = write_config(tmp_path, max_steps=4, save_steps=100)
+    assert tunesmith("train", str(config)).returncode == 0
+    out = subprocess.run([sys.executable, "-c", PLAIN_LOAD, str(tmp_path / "runs" / "t")], env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip().splitlines()[-1]) >= 1
