@@ -27,7 +27,7 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
 
     config = load_config(config_path, overrides)
     echo(f"[1/5] data check: {config_path}")
-    _check_data(config_path, overrides, echo)
+    _check_data(config, config_path, overrides, echo)
     echo("[2/5] train")
     from tunesmith.train.api import train
 
@@ -50,25 +50,60 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
     return outcome
 
 
-def _check_data(config_path, overrides, echo) -> None:
+def _check_data(config, config_path, overrides, echo) -> None:
+    """Stop before training on real problems; duplicates only warn when data.clean.dedup drops them anyway."""
     from tunesmith.data.check import check_config
 
     report = check_config(config_path, overrides)
-    for problem in report.problems[:20]:
+    blocking = [p for p in report.problems if not (p.kind == "duplicate" and config.data.clean.dedup)]
+    for problem in blocking[:20]:
         echo(f"  {problem}")
-    if report.problems:
+    if blocking:
         raise DataError(
-            f"data check found {len(report.problems)} problem(s) in the training data",
+            f"data check found problems in the training data: {report.summary()}",
             hint=f"run `tunesmith data check {config_path}` for the full list, fix the rows, then rerun",
         )
-    echo(f"  ok: {report.summary()}")
+    duplicates = report.counts.get("duplicate", 0)
+    note = f" ({duplicates} exact duplicates will be dropped by data.clean.dedup)" if duplicates else ""
+    echo(f"  ok: {report.rows} rows in {report.files} file(s){note}")
 
 
 def _export(run_dir: Path, outcome: PipelineResult):
+    """Export with the config's settings; without the optional llama.cpp extra, merge only and say so."""
+    import importlib.util
+
     from tunesmith.export.run import export_run
 
-    try:
-        return export_run(run_dir)
-    except ImportError as exc:  # the llama.cpp extra is optional
-        outcome.skipped.append(f"export ({exc})")
-        return None
+    if importlib.util.find_spec("llama_cpp") is None:
+        outcome.skipped.append('GGUF + parity (llama-cpp-python missing: pip install -e ".[export]")')
+        return export_run(run_dir, gguf_types=[])
+    return export_run(run_dir)
+
+
+def print_summary(result: PipelineResult, echo=print) -> None:
+    """The few lines a person wants at the end: each metric before -> after, and where everything is."""
+    echo("")
+    echo(f"run directory: {result.run_dir}")
+    for name, row in (result.metrics or {}).get("metrics", {}).items():
+        before, after = row.get("base"), row.get("tuned")
+        if after is None:
+            continue
+        change = f"{_fmt(before)} -> {_fmt(after)}" if before is not None else _fmt(after)
+        echo(f"  {name:<28} {change}")
+    if result.report:
+        echo(f"report: {result.report}")
+    export = result.export
+    if export is not None:
+        for gguf_type, path in getattr(export, "gguf_files", {}).items():
+            parity = getattr(export, "parity", {}).get(gguf_type, {})
+            rate = parity.get("match_rate")
+            proof = f" (parity with HF: {rate:.0%} of prompts identical)" if rate is not None else ""
+            echo(f"gguf {gguf_type}: {path}{proof}")
+        for command in getattr(export, "ollama_commands", []):
+            echo(f"  {command}")
+    for note in result.skipped:
+        echo(f"skipped: {note}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
