@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = args.debug or os.environ.get("TUNESMITH_DEBUG") == "1"
+    if not debug:
+        _quiet_libraries()
     try:
         return int(_module(COMMANDS[args.command][0]).run(args) or 0)
     except KeyboardInterrupt:
@@ -69,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         return _report_error(exc, debug)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (deprecation notes, dataset map bars) out of a user's terminal; --debug shows it."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|trl)\.")
 
 
 def _report_error(exc: Exception, debug: bool) -> int:
