@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--format", choices=FORMATS, default="auto", help="Row format of a data file (default: detect).")
     check.add_argument("--model", default=None, help=MODEL_HELP + " With it, rows longer than --max-length are reported.")
     check.add_argument("--max-length", type=int, default=1024, help="Token limit for the length check of a data file (needs --model).")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a key of a config target (repeatable).")
     check.add_argument("--max-problems", type=int, default=200, help="Print at most this many problems (all are counted).")
 
     stats = sub.add_parser("stats", help="Rows per source/split, tokens per example, cut shares, recommended max_length.")
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stats.add_argument("--chat-template", default=None, help="auto, chatml, llama3, simple or a .jinja file (default: the model's).")
     stats.add_argument("--format", choices=FORMATS, default="auto", help="Row format of a data file (default: detect).")
     stats.add_argument("--keep", type=float, default=0.99, help="Share of examples the recommended max_length keeps whole.")
+    stats.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a key of a config target (repeatable).")
     stats.add_argument("--json", action="store_true", help="Print machine-readable JSON instead of the report.")
 
     preview = sub.add_parser("preview", help="Render examples through the chat template with the loss tokens marked.")
@@ -35,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     preview.add_argument("--format", choices=FORMATS, default="auto", help="Row format of a data file (default: detect).")
     preview.add_argument("--loss-on", choices=["assistant", "all", "last_assistant"], default=None, help="Which tokens get loss (default: the config's, else assistant).")
     preview.add_argument("--max-length", type=int, default=None, help="Truncate at this many tokens (default: the config's data.max_length).")
+    preview.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a key of a config target (repeatable).")
     preview.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="Colour loss tokens (auto: on a terminal), else [brackets].")
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from tunesmith.data.check import check_target
 
-    result = check_target(args.target, args.format, args.model, args.max_length)
+    result = check_target(args.target, args.format, args.model, args.max_length, overrides=args.overrides)
     for problem in result.problems[: args.max_problems]:
         print(problem)
     hidden = result.total - min(len(result.problems), args.max_problems)
@@ -58,7 +61,7 @@ def _check(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from tunesmith.data.stats import format_stats, stats_target
 
-    stats = stats_target(args.target, args.model, args.chat_template, args.keep, args.format)
+    stats = stats_target(args.target, args.model, args.chat_template, args.keep, args.format, overrides=args.overrides)
     print(json.dumps(stats.to_dict(), indent=2) if args.json else format_stats(stats))
     return 0
 
@@ -66,7 +69,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from tunesmith.data.preview import as_brackets, as_rich, preview_target
 
-    previews = preview_target(args.target, args.n, args.model, args.chat_template, args.loss_on, args.max_length, args.format)
+    previews = preview_target(args.target, args.n, args.model, args.chat_template, args.loss_on, args.max_length, args.format, overrides=args.overrides)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     console = None
     if color:

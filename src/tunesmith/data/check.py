@@ -367,7 +367,8 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
     return result
 
 
-def check_target(target: str, fmt: str = "auto", model: str | None = None, max_length: int = 1024, chat_template: str = "auto") -> CheckResult:
+def check_target(target: str, fmt: str = "auto", model: str | None = None, max_length: int = 1024, chat_template: str = "auto",
+                 overrides: list[str] | None = None) -> CheckResult:
     """`data check` on a data file/folder or a config file (YAML, or JSON holding config sections)."""
     from tunesmith.data.sources import looks_like_config
     from tunesmith.data.tokenize import tokenizer_for
@@ -376,6 +377,6 @@ def check_target(target: str, fmt: str = "auto", model: str | None = None, max_l
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")
     if looks_like_config(path):
-        return check_config(path)
+        return check_config(path, overrides)
     length = LengthCheck(tokenizer_for(model, None, chat_template), max_length) if model else None
     return check_paths([path], FormatSpec(format=fmt), length)

@@ -76,7 +76,8 @@ def as_rich(preview: Preview):
 
 
 def preview_target(target: str, n: int = 3, model: str | None = None, chat_template: str | None = None,
-                   loss_on: str | None = None, max_length: int | None = None, fmt: str = "auto") -> list[Preview]:
+                   loss_on: str | None = None, max_length: int | None = None, fmt: str = "auto",
+                   overrides: list[str] | None = None) -> list[Preview]:
     """`data preview` on a config file (its model and loss settings) or a data file (needs --model)."""
     from pathlib import Path
 
@@ -91,7 +92,7 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")
     if looks_like_config(path):
-        config = load_config(path, [f"model.name_or_path={model}"] if model else [])
+        config = load_config(path, [*(overrides or []), *([f"model.name_or_path={model}"] if model else [])])
     elif model:
         config = load_config(data={"model": {"name_or_path": model}, "data": {"sources": [{"path": target, "format": fmt}]}})
     else:

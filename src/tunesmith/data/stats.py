@@ -196,7 +196,8 @@ def format_stats(stats: DataStats, bar_width: int = 40) -> str:
     return "\n".join(lines)
 
 
-def stats_target(target: str, model: str | None = None, chat_template: str | None = None, keep: float = 0.99, fmt: str = "auto") -> DataStats:
+def stats_target(target: str, model: str | None = None, chat_template: str | None = None, keep: float = 0.99, fmt: str = "auto",
+                 overrides: list[str] | None = None) -> DataStats:
     """`data stats` on a config file (its model, unless --model overrides) or a data file (needs --model)."""
     from pathlib import Path
 
@@ -210,7 +211,7 @@ def stats_target(target: str, model: str | None = None, chat_template: str | Non
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")
     if looks_like_config(path):
-        overrides = [f"model.name_or_path={model}"] if model else []
+        overrides = [*(overrides or []), *([f"model.name_or_path={model}"] if model else [])]
         overrides += [f"model.chat_template={chat_template}"] if chat_template else []
         return config_stats(load_config(path, overrides), keep)
     if not model:
