@@ -50,6 +50,7 @@ def test_table_lists_each_reward_score_and_total():
     text = console.export_text()
     assert "format" in text and "length" in text and "total" in text
     assert "1.000" in text and "0.556" in text and "1.556" in text  # length: 10/18 chars
+    assert max(len(line) for line in text.splitlines()) <= 120
 
 
 def test_all_rewards_broken_gives_nan_totals(tmp_path):

@@ -18,6 +18,9 @@ from tunesmith.rewards.build import Reward, RewardError, build_rewards, total_sc
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
 
 
+SCORE_WIDTH = 7  # characters of a score column in the table
+
+
 @dataclass
 class RewardCheck:
     """One reward's scores on the sampled completions, or the error it raised."""
@@ -159,14 +162,18 @@ def result_table(result: DryRunResult, width: int = 120):
     """A rich Table fitting `width` columns: prompt, completion, each reward's score, the weighted total, mean/std."""
     from rich.table import Table
 
-    completion_width = max(12, width - 36 - 10 * (len(result.checks) + 1))
+    score_columns = len(result.checks) + 1
+    index_width = len(str(len(result.completions)))
+    # Each column costs its width + 2 (padding) + 1 (border); the table adds one more border.
+    room = max(16, width - 1 - 3 * (3 + score_columns) - index_width - SCORE_WIDTH * score_columns)
+    prompt_width = min(20, room // 3)
     table = Table(title="reward dry-run")
-    table.add_column("#", justify="right")
-    table.add_column("prompt", max_width=20, overflow="ellipsis", no_wrap=True)
-    table.add_column("completion", max_width=completion_width, overflow="ellipsis", no_wrap=True)
+    table.add_column("#", justify="right", width=index_width)
+    table.add_column("prompt", width=prompt_width, overflow="ellipsis", no_wrap=True)
+    table.add_column("completion", width=room - prompt_width, overflow="ellipsis", no_wrap=True)
     for check in result.checks:
-        table.add_column(f"{check.name}\nx{check.weight:g}", justify="right", min_width=6)
-    table.add_column("total", justify="right", style="bold", min_width=6)
+        table.add_column(f"{check.name}\nx{check.weight:g}", justify="right", width=SCORE_WIDTH, overflow="ellipsis", no_wrap=True)
+    table.add_column("total", justify="right", style="bold", width=SCORE_WIDTH)
     for i, (prompt, completion) in enumerate(zip(result.prompts, result.completions)):
         scores = ["ERROR" if c.error else f"{c.scores[i]:.3f}" for c in result.checks]
         table.add_row(str(i + 1), _one_line(prompt), _one_line(completion), *scores, f"{result.totals[i]:.3f}")
