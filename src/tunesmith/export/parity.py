@@ -30,6 +30,7 @@ class PromptParity:
     hf_tokens: list[int] = field(default_factory=list)
     gguf_tokens: list[int] = field(default_factory=list)
     hf_margin_at_divergence: float | None = None  # top-1 minus top-2 HF logit where they split
+    near_tie: bool = False  # diverged where HF's top two logits were closer than the measured logit error
 
 
 @dataclass
@@ -119,20 +120,22 @@ def _compare(index: int, llm, model, prompt: Prompt, n_tokens: int, stop_ids: se
     if diverge is not None and diverge < len(hf_steps):
         top2 = np.sort(hf_steps[diverge])[-2:]
         margin = float(top2[1] - top2[0])
+    max_diff = float(np.abs(hf_first - gguf_first).max())
     return PromptParity(
         index=index,
         equal=diverge is None,
         first_divergence=diverge,
-        max_logit_diff=float(np.abs(hf_first - gguf_first).max()),
+        max_logit_diff=max_diff,
         tokenization_equal=list(gguf_ids) == list(prompt.ids),
         hf_tokens=hf_tokens,
         gguf_tokens=gguf_tokens,
         hf_margin_at_divergence=margin,
+        near_tie=margin is not None and margin <= 2 * max_diff,
     )
 
 
 def require_exact(result: FormatParity) -> None:
-    """f32/f16 must reproduce HF exactly; explain what differs when they do not."""
+    """f32/f16 must reproduce HF's tokens (near-ties excepted) and ids; explain what differs when they do not."""
     if result.gguf_type not in STRICT_TYPES:
         return
     bad_tok = [p.index for p in result.prompts if not p.tokenization_equal]
@@ -142,7 +145,8 @@ def require_exact(result: FormatParity) -> None:
             f"tokenizer ({result.file}, prompts {bad_tok}); Ollama/llama.cpp users would feed the model other ids",
             hint="the GGUF tokenizer metadata (pre-tokenizer, scores, special tokens) does not match; see parity.json",
         )
-    bad = [p for p in result.prompts if not p.equal]
+    # A split where HF's top two logits differ by less than the rounding error is a coin flip, not a bug.
+    bad = [p for p in result.prompts if not p.equal and not p.near_tie]
     if bad:
         first = bad[0]
         raise ExportError(
