@@ -120,3 +120,21 @@ def test_batch_8_equals_batch_2_times_accum_4(tmp_path):
         result = train(config)
         losses.append([json.loads(x)["loss"] for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x])
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    from tunesmith.errors import TrainingError
+
+    original = Trainer.compute_loss
+
+    def poisoned(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = original(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        return loss * float("nan") if model.training and self.state.global_step >= 3 else loss
+
+    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    config = sft_config(tmp_path, "tiny:qwen2", max_steps=8, save_steps=2)
+    with pytest.raises(TrainingError, match=r"the loss became nan at step 4; the last good checkpoint is kept at .*step-2 \(continue with --resume\)"):
+        train(config)
+    assert sorted(p.name for p in (tmp_path / "runs" / "t" / "checkpoints").iterdir()) == ["step-2"]

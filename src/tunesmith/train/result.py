@@ -17,6 +17,7 @@ class TrainResult:
     tokens: int  # real (non-pad) tokens trained on, all sessions of the run
     seconds: float  # wall time of this call
     best_dir: Path | None = None
+    train_seconds: float | None = None  # inside trainer.train() only (no loading, tokenizing or saving)
     stopped_early: bool = False
     model: Any = field(default=None, repr=False)  # the trained model, still in memory (API callers, tests)
 

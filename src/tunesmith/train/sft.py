@@ -40,11 +40,12 @@ def run_sft(ctx: RunContext) -> TrainResult:
         data_collator=Collator(batching, ctx.tokenizer), processing_class=ctx.tokenizer, callbacks=standard_callbacks(ctx),
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl replace printed dicts
-    run_trainer(trainer, ctx)
+    output = run_trainer(trainer, ctx)
     if val_set is not None and not _evaluated_at_end(trainer):
         trainer.evaluate()
     save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
     result = _result(ctx, trainer, time.perf_counter() - started)
+    result.train_seconds = output.metrics.get("train_runtime")
     finish_run(ctx, steps=result.steps, tokens=result.tokens, train_loss=result.train_loss, best_val_loss=result.best_val_loss)
     return result
 

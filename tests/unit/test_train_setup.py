@@ -1,0 +1,131 @@
+"""Run setup and safety rails: run directory rules, checkpoints, launch checks, OOM hints, NaN stop."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from tunesmith.config import load_config
+from tunesmith.errors import ConfigError, TrainingError
+from tunesmith.model.device import DevicePlan
+from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
+from tunesmith.train.common import check_launch, common_training_kwargs, oom_hint, optimizer_name
+from tunesmith.train.run_dir import RunDir
+from tunesmith.train.setup import RunContext, latest_checkpoint, open_run_dir
+
+
+def config_at(tmp_path, **sections):
+    raw = {"run": {"name": "r", "output_dir": str(tmp_path)}, **sections}
+    return load_config(data=raw)
+
+
+def ctx_for(config, device="cpu", precision="fp32", smoke=False):
+    run = RunDir.of(f"{config.run.output_dir}/{config.run.name}")
+    return RunContext(config, run, {"train": [], "val": [], "test": []}, "base", DevicePlan(device, precision), smoke)
+
+
+def test_finished_run_is_refused_unless_overwrite_or_resume(tmp_path):
+    config = config_at(tmp_path)
+    run = open_run_dir(config, smoke=False, resume=False)
+    run.config.write_text("x")
+    run.final.mkdir()
+    with pytest.raises(ConfigError, match="already holds a finished run") as err:
+        open_run_dir(config, smoke=False, resume=False)
+    assert "--resume" in str(err.value) and "run.overwrite" in str(err.value)
+    assert open_run_dir(config, smoke=False, resume=True).final.exists()
+    config.run.overwrite = True
+    assert not open_run_dir(config, smoke=False, resume=False).final.exists()
+
+
+def test_resume_without_a_run_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="holds no run to continue"):
+        open_run_dir(config_at(tmp_path), smoke=False, resume=True)
+
+
+def test_smoke_uses_its_own_directory(tmp_path):
+    assert open_run_dir(config_at(tmp_path), smoke=True, resume=False).root.name == "r-smoke"
+
+
+def test_latest_checkpoint_skips_partial_ones(tmp_path):
+    run = RunDir.of(tmp_path)
+    for name, complete in (("step-2", True), ("step-10", True), ("step-12", False), ("checkpoint-14", True)):
+        (run.checkpoints / name).mkdir(parents=True)
+        if complete:
+            (run.checkpoints / name / "trainer_state.json").write_text("{}")
+    assert latest_checkpoint(run).name == "step-10"
+
+
+def test_checkpoint_callback_renames_and_keeps_last_k(tmp_path):
+    run = RunDir.of(tmp_path)
+    callback = CheckpointCallback(run, keep=2)
+    for step in (2, 4, 6):
+        (run.checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+        state = SimpleNamespace(global_step=step, is_world_process_zero=True)
+        callback.on_save(SimpleNamespace(output_dir=str(run.checkpoints)), state, None)
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["step-4", "step-6"]
+
+
+def test_truncate_metrics_drops_steps_after_the_checkpoint(tmp_path):
+    run = RunDir.of(tmp_path)
+    run.metrics.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)))
+    truncate_metrics(run, 2)
+    assert [r["step"] for r in run.read_metrics()] == [1, 2]
+
+
+def test_multi_process_launch_without_ddp_is_refused():
+    with pytest.raises(TrainingError, match="every process would silently train its own copy"):
+        check_launch(SimpleNamespace(world_size=1), launched=2)
+    check_launch(SimpleNamespace(world_size=2), launched=2)
+    check_launch(SimpleNamespace(world_size=1), launched=1)
+
+
+def test_precision_and_defaults_by_device(tmp_path):
+    config = config_at(tmp_path, train={"mode": "qlora"})
+    cpu = common_training_kwargs(ctx_for(config))
+    assert (cpu["bf16"], cpu["fp16"], cpu["use_cpu"], cpu["activation_checkpointing"], cpu["optim"]) == (False, False, True, False, "adamw_torch")
+    gpu = ctx_for(config, "cuda", "bf16")
+    kwargs = common_training_kwargs(gpu)
+    assert kwargs["bf16"] and kwargs["activation_checkpointing"] and not kwargs["use_cpu"]
+    assert optimizer_name(gpu) == "paged_adamw_8bit"
+
+
+def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path):
+    config = config_at(tmp_path, train={"smoke_steps": 3})
+    kwargs = common_training_kwargs(ctx_for(config, smoke=True))
+    assert (kwargs["max_steps"], kwargs["save_strategy"], kwargs["report_to"]) == (3, "no", "none")
+
+
+def test_oom_hint_names_settings_that_fit(tmp_path):
+    config = config_at(tmp_path, train={"batch_size": 8, "grad_accum": 2}, data={"max_length": 2048})
+    hint = oom_hint(ctx_for(config, "cuda", "bf16"))
+    assert "train.batch_size=4 train.grad_accum=4" in hint and "data.max_length=1024" in hint and "train.mode=qlora" in hint
+
+
+class _FakeModel:
+    def __init__(self):
+        self.saved = 0
+
+    def save_pretrained(self, folder):
+        self.saved += 1
+        folder.mkdir(parents=True)
+        (folder / "weights").write_text(str(self.saved))
+
+
+def test_best_model_and_early_stopping(tmp_path):
+    from transformers import TrainerControl
+
+    from tunesmith.train.callbacks import BestCallback
+
+    run, model = RunDir.of(tmp_path), _FakeModel()
+    callback, control = BestCallback(run, patience=2), TrainerControl()
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0, max_steps=100, log_history=[])
+    for loss in (3.0, 2.0, 2.5, 2.6):
+        state.global_step += 10
+        callback.on_evaluate(None, state, control, metrics={"eval_loss": loss}, model=model)
+        assert not control.should_training_stop or loss == 2.6
+    assert control.should_training_stop and callback.best == 2.0
+    assert (run.best / "weights").read_text() == "2" and not run.best.with_name("best.tmp").exists()
+    restored = BestCallback(**callback.state()["args"])
+    assert restored.run == run and restored.patience == 2
