@@ -42,10 +42,18 @@ def quantize(source: Path, out_path: Path, gguf_type: str) -> dict:
     params.ftype = getattr(llama_cpp, FTYPES[gguf_type])
     params.nthread = 1  # one thread: the output is the same, and reruns stay byte-identical
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    _quiet_llama_cpp()
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(out_path).encode(), params)
     if code != 0:
         raise ExportError(f"llama.cpp failed to quantize {source.name} to {gguf_type} (return code {code})")
     return tensor_type_counts(out_path)
+
+
+def _quiet_llama_cpp() -> None:
+    """llama.cpp logs every tensor while quantizing; keep its errors only (what tensor_type_counts reports)."""
+    import logging
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
 
 def tensor_type_counts(path: Path) -> dict[str, int]:
