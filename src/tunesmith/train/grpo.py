@@ -10,6 +10,7 @@ callback here writes them to metrics.jsonl, TensorBoard gets the same numbers.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,8 @@ def load_policy(ctx) -> None:
     config = ctx.config
     if config.train.init_from:
         _load_init_from(ctx)
+        if ctx.run.base_model.exists() and Path(ctx.base_model) != ctx.run.base_model:
+            shutil.rmtree(ctx.run.base_model)  # a `tiny:` base prepare_run built; the source run's base is used
         write_manifest(ctx, base_model=ctx.base_model, init_from=config.train.init_from)
     else:
         ctx.tokenizer = load_tokenizer(ctx.base_model, config.model.tokenizer, config.model.chat_template, config.model.revision, config.model.trust_remote_code)
