@@ -96,11 +96,20 @@ def grpo_callbacks(ctx) -> list[TrainerCallback]:
     from tunesmith.train.common import standard_callbacks
 
     metrics = GRPOMetricsCallback(ctx.run)
-    callbacks = [metrics if isinstance(cb, MetricsCallback) else cb for cb in standard_callbacks(ctx)]
-    for cb in callbacks:
-        if isinstance(cb, RichProgressCallback):
-            cb.metrics = metrics
-    return callbacks
+    swap = {MetricsCallback: metrics, RichProgressCallback: GRPOProgressCallback(metrics)}
+    return [next((new for kind, new in swap.items() if isinstance(cb, kind)), cb) for cb in standard_callbacks(ctx)]
+
+
+class GRPOProgressCallback(RichProgressCallback):
+    """The shared progress bar, showing the mean reward and completion length instead of the loss."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs or "reward" not in logs:
+            return
+        info = f"reward {logs['reward']:.3f} ± {logs.get('reward_std', 0.0):.3f}"
+        if "completions/mean_length" in logs:
+            info += f" | length {logs['completions/mean_length']:.0f}"
+        self.progress.update(self.task, info=info)
 
 
 def _check_group_size(config: Config) -> None:
@@ -157,7 +166,9 @@ class GRPOTrainResult(TrainResult):
     def summary(self) -> str:
         lines = super().summary().splitlines()
         if "reward_first" in self.rewards:
-            lines.insert(1, f"  reward {self.rewards['reward_first']:.3f} (first steps) -> {self.rewards['reward_last']:.3f} (last steps)")
+            # GRPO's loss is ~0 by construction (group-normalised advantages); the reward is what moves.
+            reward = f"  mean reward {self.rewards['reward_first']:.3f} (first steps) -> {self.rewards['reward_last']:.3f} (last steps)"
+            lines = [reward if line.startswith("  train loss") else line for line in lines]
         return "\n".join(lines)
 
 
