@@ -38,6 +38,9 @@ def convert_to_gguf(model_dir: Path, out_path: Path, out_type: str, tokenizer, n
     _add_tokenizer(writer, tokenizer, model_dir, config["vocab_size"])
     for gguf_name, data, qtype in _tensors(model_dir, config, arch, out_type):
         writer.add_tensor(gguf_name, data, raw_dtype=qtype)
+    rope_factors = llama3_rope_factors(config)
+    if rope_factors is not None:
+        writer.add_tensor("rope_freqs.weight", rope_factors, raw_dtype=gguf.GGMLQuantizationType.F32)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -61,9 +64,41 @@ def architecture(config: dict) -> str:
 def _rope_theta(config: dict) -> float:
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type not in ("default", "linear"):
-        raise ExportError(f"GGUF export: rope scaling '{rope_type}' is not supported (default and linear are)")
+    if rope_type not in ("default", "linear", "llama3"):
+        raise ExportError(f"GGUF export: rope scaling '{rope_type}' is not supported (default, linear and llama3 are)")
     return float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+
+
+def llama3_rope_factors(config: dict):
+    """Llama-3.1/3.2 rope scaling as llama.cpp reads it: a per-frequency factor tensor `rope_freqs.weight`.
+
+    Same formula as llama.cpp's converter (conversion/llama.py, generate_extra_tensors, v0.3.36 sdist).
+    """
+    import math
+
+    import numpy as np
+
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if str(rope.get("rope_type", rope.get("type", ""))).lower() != "llama3":
+        return None
+    base = float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    freqs = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor = rope.get("factor", 8.0)
+    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    old_context = rope.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            factors.append(1.0)
+        elif wavelen > low_wavelen:
+            factors.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.asarray(factors, dtype=np.float32)
 
 
 def _add_hparams(writer, config: dict, arch: str, out_type: str) -> None:
