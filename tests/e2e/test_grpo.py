@@ -66,12 +66,12 @@ def test_grpo_learns_a_short_answer_reward(tmp_path, monkeypatch):
 
 def gsm8k_twin(tmp_path: Path, rewards: list[dict] | None = None) -> Path:
     """The recipe with a tiny local model and GSM8K rows from ../shared (its offline twin)."""
-    data = yaml.safe_load((REPO / "examples" / "gsm8k-grpo.yaml").read_text())
+    data = yaml.safe_load((REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml").read_text())
     data["run"].update(output_dir=str(tmp_path / "runs"))
     data["model"] = {"name_or_path": "tiny:qwen2", "tiny": {"layers": 2, "hidden": 64, "heads": 4, "vocab_size": 512}}
     data["data"]["sources"] = [{"path": str(shared_path("gsm8k", "train.jsonl")), "limit": 60}]
     data["data"]["split"] = {"val": 0.0, "test": 0.1}
-    data["train"].update(batch_size=4, grad_accum=1, smoke_steps=2, smoke_examples=8)
+    data["train"].update(batch_size=4, grad_accum=1, smoke_steps=2, smoke_examples=8, init_from=None)
     data["grpo"].update(num_generations=4, max_completion_length=16)
     if rewards:
         data["grpo"]["rewards"] += rewards
@@ -82,8 +82,8 @@ def gsm8k_twin(tmp_path: Path, rewards: list[dict] | None = None) -> Path:
 
 
 def test_gsm8k_recipe_validates(capsys):
-    assert main(["config", "check", str(REPO / "examples" / "gsm8k-grpo.yaml")]) == 0
-    config = load_config(REPO / "examples" / "gsm8k-grpo.yaml")
+    assert main(["config", "check", str(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")]) == 0
+    config = load_config(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")
     assert (config.method, config.train.mode, config.model.name_or_path) == ("grpo", "qlora", "meta-llama/Llama-3.2-1B-Instruct")
     assert [r.name for r in config.grpo.rewards] == ["format", "numeric_match"]
     assert "numeric" in config.eval.metrics
