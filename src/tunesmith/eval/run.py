@@ -88,7 +88,9 @@ def score_model(model, tokenizer, items: list[EvalItem], config: Config, metric_
 
 
 def _columns(items: list[EvalItem]) -> dict[str, list]:
-    keys = list(dict.fromkeys(k for it in items for k in it.meta if k not in ("json_fields",)))
+    # Names the metric signature already uses cannot be passed again as columns.
+    reserved = {"predictions", "references", "json_fields"}
+    keys = list(dict.fromkeys(k for it in items for k in it.meta if k not in reserved))
     return {k: [it.meta.get(k) for it in items] for k in keys}
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from threading import Thread
 
 from tunesmith.data.tokenize import prompt_ids
-from tunesmith.generate.generate import GenerationSettings, _generate_kwargs, build_messages, cut_at_stop
+from tunesmith.generate.generate import GenerationSettings, build_messages, cut_at_stop, generation_kwargs
 
 COMMANDS_HELP = "/reset clears the history, /exit quits"
 
@@ -35,7 +35,7 @@ class ChatSession:
         self.history.append({"role": "user", "content": text})
         ids = torch.tensor([prompt_ids(self.tokenizer, self.messages())], device=next(self.model.parameters()).device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = _generate_kwargs(self.model, self.tokenizer, GenerationSettings(**{**vars(self.settings), "num_samples": 1}))
+        kwargs = generation_kwargs(self.model, self.tokenizer, GenerationSettings(**{**vars(self.settings), "num_samples": 1}))
         if self.settings.seed is not None:
             set_seed(self.settings.seed)
         thread = Thread(target=self._generate, args=(ids, streamer, kwargs), daemon=True)

@@ -60,7 +60,8 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _generate_kwargs(model, tokenizer, settings: GenerationSettings) -> dict:
+def generation_kwargs(model, tokenizer, settings: GenerationSettings) -> dict:
+    """Keyword arguments for `model.generate` that implement `settings` (shared by batch generation and chat)."""
     kwargs = dict(
         max_new_tokens=settings.max_new_tokens,
         do_sample=not settings.greedy,
@@ -103,7 +104,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], settings: Genera
         set_seed(settings.seed)
     model.eval()
     device = next(model.parameters()).device
-    kwargs = _generate_kwargs(model, tokenizer, settings)
+    kwargs = generation_kwargs(model, tokenizer, settings)
     results: list[list[str]] = []
     for start in range(0, len(conversations), settings.batch_size):
         batch = [prompt_ids(tokenizer, conv) for conv in conversations[start : start + settings.batch_size]]
