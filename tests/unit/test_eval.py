@@ -105,6 +105,10 @@ def test_reference_column_and_text_rows():
     item = to_item(example, "answer")
     assert item.prompt == example["messages"][:1] and item.reference == "7"
     assert to_item({"text": "plain", "meta": {}}, None).prompt is None
+    grpo_row = {"messages": [{"role": "user", "content": "2+2?"}], "meta": {"answer": "#### 4"}}
+    assert to_item(grpo_row, None, "answer").prompt == grpo_row["messages"]
+    assert to_item(grpo_row, None, "answer").reference == "#### 4"
+    assert to_item(grpo_row, None).prompt is None
 
 
 def test_errors_are_clear(run_dir, tmp_path):

@@ -45,18 +45,27 @@ def read_examples(path: Path) -> list[dict]:
     return examples
 
 
-def to_item(example: dict, reference_column: str | None) -> EvalItem:
-    """Split a conversation at its last assistant turn: the turns before it are the prompt."""
+def to_item(example: dict, reference_column: str | None, fallback_column: str | None = None) -> EvalItem:
+    """Split a conversation at its last assistant turn: the turns before it are the prompt.
+
+    A prompt-only row (GRPO data) is answered whole and scored against `fallback_column` of its meta.
+    """
     meta = example.get("meta") or {}
     messages = example.get("messages") or []
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None:
+        column = reference_column or fallback_column
+        if messages and column and meta.get(column) is not None:
+            return EvalItem(example, messages, _as_text(meta[column]), meta)
         return EvalItem(example, None, None, meta)
     reference = messages[last]["content"]
     if reference_column and meta.get(reference_column) is not None:
-        value = meta[reference_column]
-        reference = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        reference = _as_text(meta[reference_column])
     return EvalItem(example, messages[:last], reference, meta)
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def decoding(config: Config) -> GenerationSettings:
@@ -124,7 +133,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     examples = read_examples(source)[: limit or config.eval.limit or None]
     if not examples:
         raise DataError(f"{source}: no examples to evaluate")
-    items = [to_item(ex, config.eval.reference_column) for ex in examples]
+    fallback = config.grpo.reference_column if config.method == "grpo" else None
+    items = [to_item(ex, config.eval.reference_column, fallback) for ex in examples]
     metric_names = [m for m in config.eval.metrics if m != "loss"]
     for name in metric_names:
         resolve_metric(name)  # fail on a bad metric name before loading any model
