@@ -70,8 +70,12 @@ def build_trainer(ctx, rewards: list[Reward], rows: list[dict]):
 
     _check_group_size(ctx.config)
     grpo = ctx.config.grpo
+    kwargs = common_training_kwargs(ctx, has_val=False)
+    if ctx.smoke:  # a smoke run has a handful of prompts: one group per step so every step really runs
+        kwargs.update(per_device_train_batch_size=grpo.num_generations, gradient_accumulation_steps=1)
+    _check_enough_prompts(len(rows), kwargs, grpo.num_generations)
     args = GRPOConfig(
-        **common_training_kwargs(ctx, has_val=False),
+        **kwargs,
         num_generations=grpo.num_generations,
         max_completion_length=grpo.max_completion_length,
         temperature=grpo.temperature,
@@ -119,6 +123,17 @@ def _check_group_size(config: Config) -> None:
             f"train.batch_size x train.grad_accum ({train.batch_size} x {train.grad_accum}) must be a multiple of "
             f"grpo.num_generations ({grpo.num_generations}): each step scores whole groups of completions",
             hint=f"e.g. train.batch_size: {grpo.num_generations} (one prompt per step) or a multiple of it",
+        )
+
+
+def _check_enough_prompts(prompts: int, kwargs: dict, generations: int) -> None:
+    """TRL drops an incomplete generation batch, so fewer prompts than one step needs would train 0 steps."""
+    per_step = kwargs["per_device_train_batch_size"] * kwargs["gradient_accumulation_steps"] // generations
+    if prompts < per_step:
+        raise ConfigError(
+            f"{prompts} training prompts are fewer than one GRPO step uses ({per_step} = batch_size x grad_accum / "
+            f"num_generations), so no step would run",
+            hint="add data, or lower train.batch_size / train.grad_accum",
         )
 
 
