@@ -1,0 +1,153 @@
+"""Offline twins of the shipped recipes: the real config, with `--set` overrides to a tiny local model (or
+stories260K) and local data, run with --smoke through every stage the recipe uses."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, shared_path
+from tunesmith.cli.main import main
+from tunesmith.train.run_dir import RunDir, read_jsonl
+
+pytestmark = pytest.mark.slow
+EXAMPLES = REPO / "examples"
+
+
+def cli(*args: str) -> None:
+    code = main([str(a) for a in args])
+    assert code == 0, f"tunesmith {' '.join(map(str, args))} exited {code}"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def chat_rows(n: int, topic: str, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        rows.append({"messages": [
+            {"role": "user", "content": f"{topic} question {i}: what is {a} plus {b}?"},
+            {"role": "assistant", "content": f"For {topic}, {a} plus {b} is {a + b}."},
+        ]})
+    return rows
+
+
+def smoke_train(config: Path, tmp_path: Path, *overrides: str) -> RunDir:
+    sets = [f"run.output_dir={tmp_path / 'runs'}", "tracking.report_to=[none]", *overrides]
+    cli("train", config, "--smoke", *[x for s in sets for x in ("--set", s)])
+    runs = sorted((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    run = RunDir.of(runs[-1])
+    assert (run.final / "tokenizer_config.json").exists()
+    assert run.read_metrics(), "no metrics logged"
+    return run
+
+
+def test_yahoo_questions_twin(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"title": f"Why is the sky {c}?", "questionBody": f"I saw a {c} sky today, what causes it?"}
+            for c in ["blue", "red", "grey", "orange", "pink", "dark", "bright", "white", "purple", "gold", "green", "black"]]
+    data = write_jsonl(tmp_path / "yahoo.jsonl", rows)
+    config = EXAMPLES / "yahoo-questions" / "config.yaml"
+    sets = [f"data.sources.0.path={data}", "data.sources.0.name=null", "model.name_or_path=tiny:qwen2"]
+    cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
+    run = smoke_train(config, tmp_path, *sets)
+    assert run.read_manifest()["mode"] == "qlora"
+    capsys.readouterr()
+    out = tmp_path / "questions.jsonl"
+    cli("generate", run.root, "--prompt", "Ask a question", "-n", "5", "--temperature", "0.9", "--max-new-tokens", "12", "--seed", "1", "--out", out)
+    (row,) = read_jsonl(out)
+    assert len(row["samples"]) == 5 and len(set(row["samples"])) > 1
+
+
+def test_experimentation_qa_twin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "data" / "experimentation_qa.jsonl", chat_rows(20, "experiment", 1))
+    write_jsonl(tmp_path / "data" / "experimentation_qa_synthetic.jsonl", chat_rows(20, "synthetic", 2))
+    config = EXAMPLES / "experimentation-qa" / "config.json"
+    sets = ["model.name_or_path=tiny:llama"]
+    cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
+    run = smoke_train(config, tmp_path, *sets)
+    assert run.read_manifest()["mode"] == "qlora"
+    cli("eval", run.root, "--limit", "2")
+    metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
+    assert {"loss", "perplexity", "rouge1", "rougeL"} <= set(metrics)
+    assert metrics["loss"]["tuned"] > 0
+
+
+def test_intent_json_twin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from tunesmith.data.synth import intent_dataset
+
+    rows = intent_dataset(rows=60, seed=3, system_prompt=None)
+    for split, part in {"train": rows[:40], "val": rows[40:50], "test": rows[50:]}.items():
+        write_jsonl(tmp_path / "data" / "intent" / f"{split}.jsonl", [{"messages": r["messages"]} for r in part])
+    (tmp_path / "examples" / "intent-json").mkdir(parents=True)
+    (tmp_path / "examples" / "intent-json" / "system_prompt.txt").write_text((EXAMPLES / "intent-json" / "system_prompt.txt").read_text())
+    config = EXAMPLES / "intent-json" / "config.yaml"
+    sets = ["model.name_or_path=tiny:qwen2"]
+    cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
+    run = smoke_train(config, tmp_path, *sets)
+    test_rows = read_jsonl(run.split_file("test"))
+    assert len(test_rows) == 10 and test_rows[0]["messages"][0]["role"] == "system"
+    cli("eval", run.root, "--limit", "2")
+    metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
+    assert {"json_valid", "json_field_accuracy"} <= set(metrics)
+    pytest.importorskip("llama_cpp")
+    cli("export", run.root)
+    export = run.export
+    assert (export / "merged" / "config.json").exists()
+    assert list(export.glob("*q4_k_m.gguf")), "no q4_k_m GGUF written"
+    modelfile = (export / "Modelfile").read_text()
+    assert "FROM " in modelfile and "<|im_end|>" in modelfile
+    assert "intent" in modelfile  # the recipe's system prompt travels into the Modelfile
+
+
+def test_meta_review_summary_twin_on_stories260k(tmp_path, monkeypatch, capsys):
+    gguf = shared_path("models", "stories260K", "stories260K.gguf")
+    monkeypatch.chdir(tmp_path)
+    rows = [{"Input": f"Review {i}: the paper is <b>clear</b> & the method works on {i} tasks!!",
+             "Output": f"The reviewers agree the paper is clear; results on {i} tasks."} for i in range(12)]
+    data = write_jsonl(tmp_path / "reviews.jsonl", rows)
+    config = EXAMPLES / "meta-review-summary" / "config.yaml"
+    sets = [f"data.sources.0.path={data}", f"model.name_or_path={gguf}"]
+    cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
+    run = smoke_train(config, tmp_path, *sets)
+    assert run.read_manifest()["mode"] == "full"
+    train_rows = read_jsonl(run.split_file("train"))
+    assert all("<b>" not in m["content"] and "&" not in m["content"] for r in train_rows for m in r["messages"])
+    cli("eval", run.root, "--limit", "2")
+    metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
+    assert {"rouge1", "rouge2", "rougeL"} <= set(metrics) and "base" in metrics["rouge1"]
+    assert (run.eval / "outputs.csv").exists()  # the base-vs-tuned sheet for manual review
+    capsys.readouterr()
+    cli("generate", run.root, "--prompt", "Summarize these reviews:\nReview 1: the paper is clear", "--repetition-penalty", "1.3", "--max-new-tokens", "16")
+    assert capsys.readouterr().out.strip()
+
+
+def test_finetome_then_gsm8k_twin(tmp_path, monkeypatch, capsys):
+    gsm8k = shared_path("gsm8k", "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    sharegpt = [{"conversations": [{"from": "human", "value": r["messages"][0]["content"]},
+                                   {"from": "gpt", "value": r["messages"][1]["content"]}]} for r in chat_rows(16, "tome", 4)]
+    data = write_jsonl(tmp_path / "finetome.jsonl", sharegpt)
+    sft_sets = [f"data.sources.0.path={data}", "model.name_or_path=tiny:llama"]
+    cli("data", "check", EXAMPLES / "finetome-then-gsm8k" / "sft.yaml", *[x for s in sft_sets for x in ("--set", s)])
+    sft = smoke_train(EXAMPLES / "finetome-then-gsm8k" / "sft.yaml", tmp_path, *sft_sets)
+    grpo_sets = [
+        f"data.sources.0.path={gsm8k}", "data.sources.0.name=null", "data.sources.0.limit=40",
+        f"train.init_from={sft.root}", "model.name_or_path=tiny:llama",
+        "grpo.num_generations=2", "grpo.max_completion_length=8", "eval.max_new_tokens=8",
+    ]
+    grpo = smoke_train(EXAMPLES / "finetome-then-gsm8k" / "grpo.yaml", tmp_path, *grpo_sets)
+    assert grpo.read_manifest()["method"] == "grpo"
+    cli("eval", grpo.root, "--limit", "2")
+    metrics = json.loads((grpo.eval / "metrics.json").read_text())["metrics"]
+    assert "numeric_accuracy" in metrics and {"base", "tuned", "delta"} <= set(metrics["numeric_accuracy"])
