@@ -18,7 +18,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback, save_model_atomically
-from tunesmith.train.common import NonFiniteLoss, activation_checkpointing, check_launch, common_training_kwargs, run_trainer, standard_callbacks
+from tunesmith.train.common import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
 from tunesmith.train.result import TrainResult
 from tunesmith.train.setup import RunContext, finish_run, write_manifest
 
