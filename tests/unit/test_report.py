@@ -38,7 +38,9 @@ def make_report_run(root, with_export: bool = True) -> RunDir:
     write_jsonl(run.eval / "outputs.jsonl", outputs)
     if with_export:
         run.export.mkdir()
-        (run.export / "parity.json").write_text(json.dumps({"ok": True, "max_logit_diff": 3e-5}))
+        formats = {t: {"gguf_type": t, "file": f"model-{t}.gguf", "match_rate": rate, "max_logit_diff": diff, "tokenization_match_rate": 1.0, "prompts": []}
+                   for t, rate, diff in (("f16", 1.0, 2e-4), ("q8_0", 0.8, 5e-3))}
+        (run.export / "parity.json").write_text(json.dumps({"prompts": 5, "tokens": 32, "formats": formats}))
         (run.export / "model-q8_0.gguf").write_bytes(b"\0" * 2048)
     return run
 
@@ -54,7 +56,8 @@ def test_report_has_every_section_and_is_self_contained(tmp_path):
     assert "<script" not in html
     assert html.count("<td class=\"out\">prompt ") == 10  # ten samples, not twelve
     assert "&lt;b&gt;raw&lt;/b&gt;" in html and "<b>raw</b>" not in html  # model output is escaped
-    assert "parity passed" in html and "model-q8_0.gguf" in html and "2.0 KiB" in html
+    assert 'id="parity-table"' in html and "model-q8_0.gguf" in html and "2.0 KiB" in html
+    assert "<td>q8_0</td><td class=\"num worse\">80%</td>" in html and "not every format matches exactly" in html
     assert "intent-demo" in html and "valid JSON" in html
 
 

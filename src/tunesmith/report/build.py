@@ -191,26 +191,45 @@ def _lengths(run: RunDir, examples: list[dict]) -> tuple[list[int], str]:
 
 
 def export_section(folder: Path) -> dict | None:
-    """Files under export/ with sizes, plus the parity check result when there is one."""
+    """Files under export/ with sizes, plus the GGUF parity check (export/parity.json) when there is one."""
     if not folder.is_dir():
         return None
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     if not files:
         return None
     parity = _read_json(folder / "parity.json")
+    rows = parity_rows(parity)
     return {
         "files": [{"name": str(p.relative_to(folder)), "size": _size(p.stat().st_size)} for p in files],
         "parity": json.dumps(parity, indent=2) if parity is not None else None,
-        "parity_ok": _parity_ok(parity),
+        "parity_rows": rows,
+        "parity_ok": _parity_ok(parity, rows),
     }
 
 
-def _parity_ok(parity) -> bool | None:
-    if not isinstance(parity, dict):
-        return None
-    for key in ("ok", "passed", "pass", "match"):
-        if isinstance(parity.get(key), bool):
-            return parity[key]
+def parity_rows(parity) -> list[dict]:
+    """One row per GGUF type from parity.json's `formats`: greedy match rate, logit diff, tokenization match."""
+    formats = parity.get("formats") if isinstance(parity, dict) else None
+    if not isinstance(formats, dict):
+        return []
+    return [
+        {
+            "type": name,
+            "match_rate": f"{report.get('match_rate', 0):.0%}",
+            "max_logit_diff": f"{report.get('max_logit_diff', 0):.2g}",
+            "tokenization": f"{report.get('tokenization_match_rate', 0):.0%}",
+            "exact": report.get("match_rate") == 1.0,
+        }
+        for name, report in formats.items()
+    ]
+
+
+def _parity_ok(parity, rows: list[dict]) -> bool | None:
+    """True when every format gives the HF model's greedy tokens (or parity.json says ok)."""
+    if rows:
+        return all(row["exact"] for row in rows)
+    if isinstance(parity, dict) and isinstance(parity.get("ok"), bool):
+        return parity["ok"]
     return None
 
 
