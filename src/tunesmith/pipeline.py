@@ -24,30 +24,44 @@ class PipelineResult:
 def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print) -> PipelineResult:
     """Run every stage a config asks for, stopping at the first stage that fails."""
     from tunesmith.config import load_config
-
-    config = load_config(config_path, overrides)
-    echo(f"[1/5] data check: {config_path}")
-    _check_data(config, config_path, overrides, echo)
-    echo("[2/5] train")
+    from tunesmith.eval.run import evaluate
+    from tunesmith.report.build import build_report
     from tunesmith.train.api import train
 
-    result = train(config_path, overrides=overrides, smoke=smoke)
-    run_dir = Path(result.run_dir)
-    outcome = PipelineResult(run_dir)
-    echo("[3/5] eval: base vs tuned on the test split")
-    from tunesmith.eval.run import evaluate
-
-    outcome.metrics = evaluate(run_dir, limit=(3 if smoke else None))
-    echo("[4/5] report")
-    from tunesmith.report.build import build_report
-
-    outcome.report = build_report(run_dir)
+    config = load_config(config_path, overrides)
+    clock = _Clock(echo)
+    clock.stage(f"[1/5] data check: {config_path}")
+    _check_data(config, config_path, overrides, echo)
+    clock.stage("[2/5] train")
+    outcome = PipelineResult(Path(train(config_path, overrides=overrides, smoke=smoke).run_dir))
+    clock.stage("[3/5] eval: base vs tuned on the test split")
+    outcome.metrics = evaluate(outcome.run_dir, limit=(3 if smoke else None))
+    clock.stage("[4/5] report")
+    outcome.report = build_report(outcome.run_dir)
     if export and (config.export.gguf or config.export.merged):
-        echo("[5/5] export: merge, GGUF, Modelfile, parity check")
-        outcome.export = _export(run_dir, outcome)
+        clock.stage("[5/5] export: merge, GGUF, Modelfile, parity check")
+        outcome.export = _export(outcome.run_dir, outcome)
     else:
         outcome.skipped.append("export (turned off)")
+    clock.stage(None)
     return outcome
+
+
+class _Clock:
+    """Prints each stage's name, and the time the previous one took."""
+
+    def __init__(self, echo):
+        self.echo, self.started, self.name = echo, None, None
+
+    def stage(self, name: str | None) -> None:
+        import time
+
+        now = time.perf_counter()
+        if self.started is not None:
+            self.echo(f"      ({now - self.started:.0f} s)")
+        self.started, self.name = now, name
+        if name:
+            self.echo(name)
 
 
 def _check_data(config, config_path, overrides, echo) -> None:

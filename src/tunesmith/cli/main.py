@@ -75,11 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_libraries() -> None:
     """Keep library chatter (deprecation notes, dataset map bars) out of a user's terminal; --debug shows it."""
+    import logging
     import warnings
 
+    os.environ.setdefault("TUNESMITH_QUIET", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # 0.50 warns about an optional CPU kernel at import
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|trl)\.")
 

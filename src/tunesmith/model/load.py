@@ -10,6 +10,25 @@ from tunesmith.errors import ModelError
 from tunesmith.model.templates import resolve_chat_template
 
 TINY_PREFIX = "tiny:"
+# transformers' per-load/save bars; hub download bars stay (a multi-GB download must show progress)
+QUIET_BARS = ("Loading weights", "Writing model shards", "Converting and de-quantizing GGUF tensors")
+
+
+def quiet_progress_bars() -> None:
+    """Under the CLI (TUNESMITH_QUIET=1), hide transformers' local load/save bars but keep download bars."""
+    import os
+
+    if os.environ.get("TUNESMITH_QUIET") != "1":
+        return
+    from transformers.utils import logging as hf_logging
+
+    def hook(factory, args, kwargs):
+        desc = str(kwargs.get("desc") or (args[1] if len(args) > 1 and isinstance(args[1], str) else ""))
+        if desc.startswith(QUIET_BARS):
+            kwargs = {**kwargs, "disable": True}
+        return factory(*args, **kwargs)
+
+    hf_logging.set_tqdm_hook(hook)
 
 
 def is_tiny(name_or_path: str) -> bool:
@@ -30,6 +49,7 @@ def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_templat
     """The tokenizer with pad token and chat template set (the template the run trains and exports with)."""
     from transformers import AutoTokenizer
 
+    quiet_progress_bars()
     source = tokenizer or name_or_path
     folder, gguf_file = split_gguf(source)
     try:
@@ -93,6 +113,7 @@ def load_model(
     """An AutoModelForCausalLM from a hub id, folder or GGUF file (GGUF pad ids out of range are dropped)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    quiet_progress_bars()
     folder, gguf_file = split_gguf(name_or_path)
     kwargs = dict(revision=revision, trust_remote_code=trust_remote_code)
     if gguf_file:

@@ -53,6 +53,9 @@ def build_tiny_model(
         raise ConfigError(f"unknown tiny architecture '{arch}'", hint=f"choose one of: {', '.join(ARCHITECTURES)}")
     if hidden % heads:
         raise ConfigError(f"tiny model: hidden ({hidden}) must be a multiple of heads ({heads})")
+    from tunesmith.model.load import quiet_progress_bars
+
+    quiet_progress_bars()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(texts, vocab_size)
