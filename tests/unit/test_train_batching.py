@@ -59,3 +59,29 @@ def test_batching_choice():
     assert resolve_batching("padded", "cuda") == "padded"
     with pytest.raises(ConfigError, match="'packed' is not available"):
         resolve_batching("packed", "cpu")
+
+
+@pytest.mark.parametrize("with_count", [False, True])
+def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_qwen2, with_count):
+    """Skipping the output layer on untrained positions must not change the loss or its gradient."""
+    import torch
+    from transformers import AutoModelForCausalLM, DataCollatorWithFlattening
+
+    from tunesmith.data.tokenize import tokenize_conversation
+    from tunesmith.model.load import load_tokenizer
+    from tunesmith.train.sft import loss_on_trained_positions
+
+    tok = load_tokenizer(str(tiny_qwen2))
+    chats = [[{"role": "user", "content": f"question {i} about the weather"}, {"role": "assistant", "content": "sunny " * (i + 1)}] for i in range(3)]
+    features = [{"input_ids": t.input_ids, "labels": t.labels} for t in (tokenize_conversation(tok, c) for c in chats)]
+    batch = DataCollatorWithFlattening(return_tensors="pt")(features)
+    count = int((batch["labels"][:, 1:] != -100).sum()) if with_count else None
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
+    reference = model(**batch, use_cache=False, **({"num_items_in_batch": count} if count else {})).loss
+    reference.backward()
+    ref_grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+    model.zero_grad()
+    fast = loss_on_trained_positions(model, batch, count)
+    fast.backward()
+    assert torch.allclose(fast, reference, atol=1e-6)
+    assert torch.allclose(model.model.layers[0].mlp.up_proj.weight.grad, ref_grad, atol=1e-6)

@@ -16,6 +16,7 @@ import time
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback, save_model_atomically
 from tunesmith.train.common import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
@@ -79,16 +80,44 @@ def _from_previous_run(model, run_path: str):
 
 
 class TokenCountingTrainer(Trainer):
-    """Counts real (non-pad) tokens and stops on a NaN/inf loss before the optimizer step."""
+    """Counts real (non-pad) tokens, computes logits only where there is loss, stops on a NaN/inf loss."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
             self.state.num_input_tokens_seen += real_tokens(inputs)
-        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if return_outputs or not _flat_batch_with_labels(inputs):
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        else:
+            out = loss_on_trained_positions(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                out = out * self.accelerator.num_processes  # as Trainer.compute_loss does for its token-weighted loss
         loss = out[0] if return_outputs else out
         if model.training and not torch.isfinite(loss.detach()).all():
             raise NonFiniteLoss(f"the loss became {loss.item()} at step {self.state.global_step + 1}")
         return out
+
+
+def _flat_batch_with_labels(inputs) -> bool:
+    labels = inputs.get("labels")
+    return labels is not None and labels.dim() == 2 and labels.shape[0] == 1
+
+
+def loss_on_trained_positions(model, inputs, num_items_in_batch=None):
+    """Causal-LM loss computing the output layer only at positions whose next token is trained.
+
+    Equal to the model's own loss (sum over trained tokens / num_items_in_batch, else their mean), but the
+    vocabulary projection and softmax skip prompt tokens, which are most of a chat example's tokens. Works on
+    padding-free batches (one flattened row); `logits_to_keep` takes the positions as an index tensor.
+    """
+    labels = inputs["labels"]
+    targets = labels[0, 1:]
+    keep = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**forward, logits_to_keep=keep, use_cache=False).logits[0]
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / max(1, keep.numel())
+    return loss / num_items_in_batch
 
 
 def _evaluated_at_end(trainer) -> bool:
