@@ -57,8 +57,10 @@ def test_examples_without_loss_tokens_are_dropped_and_counted(tiny_qwen2):
 def test_batching_choice():
     assert resolve_batching("auto", "cpu") == "padding_free"
     assert resolve_batching("padded", "cuda") == "padded"
-    with pytest.raises(ConfigError, match="'packed' is not available"):
-        resolve_batching("packed", "cpu")
+    from tunesmith.config import load_config
+
+    with pytest.raises(ConfigError, match="train.batching"):  # packing is padding-free's job: one way to batch
+        load_config(overrides=["train.batching=packed"])
 
 
 @pytest.mark.parametrize("with_count", [False, True])

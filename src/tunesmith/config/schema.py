@@ -191,8 +191,8 @@ class TrainConfig(Section):
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."
     )
     activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for GPU.")
-    batching: Literal["auto", "padding_free", "packed", "padded"] = Field(
-        "auto", description="How examples share a batch; auto picks the fastest correct one for the device."
+    batching: Literal["auto", "padding_free", "padded"] = Field(
+        "auto", description="How examples share a batch: padding_free (flattened, kept apart; auto) or padded to the longest."
     )
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Device to train on.")
     logging_steps: int = Field(10, ge=1, description="Log metrics every N steps.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
-from tunesmith.errors import ConfigError, DataError
+from tunesmith.errors import DataError
 
 BATCHINGS = ("padding_free", "padded")
 
@@ -46,14 +46,7 @@ def tokenize_split(tokenizer, rows: list[dict], data: DataConfig, name: str = "t
 
 def resolve_batching(choice: str, device: str) -> str:
     """auto -> padding_free on every device: measured fastest on CPU (bench/sft_throughput.py), no pad compute on GPU."""
-    if choice == "auto":
-        return "padding_free"
-    if choice == "packed":
-        raise ConfigError(
-            "train.batching 'packed' is not available yet",
-            hint="use padding_free (the default): it also wastes no compute on padding and keeps examples apart",
-        )
-    return choice
+    return "padding_free" if choice == "auto" else choice
 
 
 class Collator:
