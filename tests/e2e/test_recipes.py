@@ -96,7 +96,7 @@ def test_intent_json_twin(tmp_path, monkeypatch):
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_train(config, tmp_path, *sets)
     test_rows = read_jsonl(run.split_file("test"))
-    assert len(test_rows) == 10 and test_rows[0]["messages"][0]["role"] == "system"
+    assert 0 < len(test_rows) <= 10 and test_rows[0]["messages"][0]["role"] == "system"  # the system prompt file is applied
     cli("eval", run.root, "--limit", "2")
     metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
     assert {"json_valid", "json_field_accuracy"} <= set(metrics)

@@ -123,17 +123,17 @@ def test_batch_8_equals_batch_2_times_accum_4(tmp_path):
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    from transformers import Trainer
-
     from tunesmith.errors import TrainingError
+    from tunesmith.train import sft
 
-    original = Trainer.compute_loss
+    original, calls = sft.loss_on_trained_positions, []
 
-    def poisoned(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = original(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        return loss * float("nan") if model.training and self.state.global_step >= 3 else loss
+    def poisoned(model, inputs, num_items_in_batch=None):  # the training loss path; grad_accum 1: call n = step n
+        calls.append(1)
+        loss = original(model, inputs, num_items_in_batch)
+        return loss * float("nan") if len(calls) >= 4 else loss
 
-    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    monkeypatch.setattr(sft, "loss_on_trained_positions", poisoned)
     config = sft_config(tmp_path, "tiny:qwen2", max_steps=8, save_steps=2)
     with pytest.raises(TrainingError, match=r"the loss became nan at step 4; the last good checkpoint is kept at .*step-2 \(continue with --resume\)"):
         train(config)
