@@ -87,3 +87,45 @@ def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_qwen2, with_c
     fast.backward()
     assert torch.allclose(fast, reference, atol=1e-6)
     assert torch.allclose(model.model.layers[0].mlp.up_proj.weight.grad, ref_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch_fixture", ["tiny_qwen2", "tiny_llama"])
+def test_per_example_attention_equals_the_block_mask(arch_fixture, request):
+    """Padding-free batches: SDPA per example (no mask) gives the same logits and loss as SDPA with the packed mask."""
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.data.tokenize import tokenize_conversation
+    from tunesmith.train.varlen_attention import NAME, restore_sdpa, use_varlen_attention
+
+    path = request.getfixturevalue(arch_fixture)
+    tok = load_tokenizer(str(path))
+    chats = [[{"role": "user", "content": f"tell me {i} things"}, {"role": "assistant", "content": "one two " * (i + 2)}] for i in range(4)]
+    batch = Collator("padding_free", tok)([vars(tokenize_conversation(tok, c)) for c in chats])
+    assert batch["cu_seq_lens_q"].tolist()[-1] == batch["input_ids"].shape[1]
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq", "max_length"))}
+    reference = model(**plain, use_cache=False)
+    assert use_varlen_attention(model) and model.config._attn_implementation == NAME
+    per_example = model(**batch, use_cache=False)
+    assert torch.allclose(per_example.logits, reference.logits, atol=1e-5)
+    assert per_example.loss.item() == pytest.approx(reference.loss.item(), abs=1e-6)
+    restore_sdpa(model)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_fast_dropout_matches_dropout_statistics_and_is_swapped_into_lora(tiny_qwen2):
+    from tunesmith.config import load_config
+    from tunesmith.model.adapters import add_adapters
+    from tunesmith.model.dropout import FastDropout
+
+    torch.manual_seed(0)
+    layer = FastDropout(0.1).train()
+    x = torch.ones(200_000)
+    y = layer(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.1, abs=0.005)  # drop rate p
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted scaling keeps the expectation
+    assert torch.equal(layer.eval()(x), x)
+    model = add_adapters(load_model(str(tiny_qwen2)), load_config(overrides=["lora.dropout=0.05"]))
+    dropouts = [m for m in model.modules() if isinstance(m, FastDropout)]
+    assert dropouts and all(d.p == 0.05 for d in dropouts)
+    assert not any(isinstance(m, torch.nn.Dropout) for n, m in model.named_modules() if "lora_dropout" in n)

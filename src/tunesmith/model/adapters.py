@@ -64,12 +64,31 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False):
     if mode == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
     try:
-        return get_peft_model(model, lora_config(config))
+        model = get_peft_model(model, lora_config(config))
     except ValueError as exc:
         raise ConfigError(
             f"lora: {str(exc).splitlines()[0]}",
             hint="lora.target_modules: all-linear, or names such as [q_proj, v_proj] that the model has",
         ) from None
+    use_fast_dropout(model)
+    return model
+
+
+def use_fast_dropout(model) -> int:
+    """Swap the LoRA layers' nn.Dropout modules for FastDropout; returns how many were swapped."""
+    import torch
+
+    from tunesmith.model.dropout import FastDropout
+
+    swapped = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name, layer in list(dropouts.items()):
+                if isinstance(layer, torch.nn.Dropout) and layer.p > 0:
+                    dropouts[name] = FastDropout(layer.p)
+                    swapped += 1
+    return swapped
 
 
 def trainable_summary(model) -> tuple[int, int]:

@@ -57,7 +57,8 @@ class Collator:
 
         self.batching = batching
         if batching == "padding_free":
-            self.inner = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+            # the example boundaries let the attention run per example (train/varlen_attention.py)
+            self.inner = DataCollatorWithFlattening(return_position_ids=True, return_flash_attn_kwargs=True, separator_id=IGNORE_INDEX)
         else:
             self.inner = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
 

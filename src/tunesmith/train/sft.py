@@ -22,6 +22,7 @@ from tunesmith.train.callbacks import BestCallback, save_model_atomically
 from tunesmith.train.common import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
 from tunesmith.train.result import TrainResult
 from tunesmith.train.setup import RunContext, finish_run, write_manifest
+from tunesmith.train.varlen_attention import restore_sdpa, use_varlen_attention
 
 
 def run_sft(ctx: RunContext) -> TrainResult:
@@ -35,7 +36,8 @@ def run_sft(ctx: RunContext) -> TrainResult:
     args = TrainingArguments(**common_training_kwargs(ctx, has_val=val_set is not None), train_sampling_strategy="group_by_length" if batching == "padded" else "random")
     check_launch(args)
     model = prepare_model(ctx, args.activation_checkpointing)
-    write_manifest(ctx, batching=batching, examples={"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated})
+    attention = "per-example sdpa" if batching == "padding_free" and use_varlen_attention(model) else model.config._attn_implementation
+    write_manifest(ctx, batching=batching, attention=attention, examples={"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated})
     trainer = TokenCountingTrainer(
         model=model, args=args, train_dataset=train.dataset, eval_dataset=val_set,
         data_collator=Collator(batching, ctx.tokenizer), processing_class=ctx.tokenizer, callbacks=standard_callbacks(ctx),
@@ -44,6 +46,7 @@ def run_sft(ctx: RunContext) -> TrainResult:
     output = run_trainer(trainer, ctx)
     if val_set is not None and not _evaluated_at_end(trainer):
         trainer.evaluate()
+    restore_sdpa(trainer.model)
     save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
     result = _result(ctx, trainer, time.perf_counter() - started)
     result.train_seconds = output.metrics.get("train_runtime")
