@@ -16,5 +16,8 @@ def run(args: argparse.Namespace) -> int:
     from tunesmith.train.api import train
 
     result = train(args.config, overrides=args.overrides, smoke=args.smoke, resume=args.resume)
-    print(result.summary())
+    from tunesmith.train.setup import is_main_process
+
+    if is_main_process():  # one summary per multi-process launch
+        print(result.summary())
     return 0

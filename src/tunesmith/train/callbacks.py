@@ -173,7 +173,12 @@ class BestCallback(TrainerCallback, ExportableState):
 
 
 def save_model_atomically(model, tokenizer, folder: Path) -> None:
-    """Save model (adapter or full) + tokenizer to `folder` via a temporary folder, so it is never half-written."""
+    """Save model (adapter or full) + tokenizer to `folder` via a temporary folder, so it is never half-written.
+
+    Only rank 0 writes under a multi-process launch (the weights are the same on every rank).
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ def prepare_run(config: Config, smoke: bool = False, resume: bool = False, load:
     splits = _splits_for_run(config, run, smoke, resume)
     plan = plan_device(config.train.device, config.train.precision)
     base = resolve_base_model(config, run, splits["train"])
-    save_config(config, run.config)
+    if is_main_process():
+        save_config(config, run.config)
     ctx = RunContext(config, run, splits, base, plan, smoke, resume_from)
     if load:
         ctx.tokenizer = load_tokenizer(base, config.model.tokenizer, config.model.chat_template, config.model.revision, config.model.trust_remote_code)
@@ -76,6 +78,8 @@ def open_run_dir(config: Config, smoke: bool, resume: bool) -> RunDir:
     """The run directory, created empty (new run), wiped (overwrite / smoke) or kept (resume)."""
     name = f"{config.run.name}-smoke" if smoke else config.run.name
     run = RunDir.of(Path(config.run.output_dir) / name)
+    if not is_main_process():  # under torchrun / accelerate only rank 0 writes the run directory
+        return run
     used = run.final.exists() or any(run.checkpoints.glob("step-*"))
     if resume:
         if not run.config.exists():
@@ -114,8 +118,9 @@ def _splits_for_run(config: Config, run: RunDir, smoke: bool, resume: bool) -> d
             "val": splits["val"][:SMOKE_VAL_EXAMPLES],
             "test": splits["test"][:SMOKE_VAL_EXAMPLES],
         }
-    for name in SPLITS:
-        write_jsonl(run.split_file(name), splits[name])
+    if is_main_process():
+        for name in SPLITS:
+            write_jsonl(run.split_file(name), splits[name])
     return splits
 
 
@@ -131,15 +136,18 @@ def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> s
     name = config.model.name_or_path
     if not is_tiny(name):
         return name
-    if not (run.base_model / "config.json").exists():
+    target = run.base_model
+    if not is_main_process():  # the build is deterministic: other ranks make their own copy, no waiting on rank 0
+        target = Path(tempfile.mkdtemp(prefix=f"tunesmith-rank{os.environ.get('RANK')}-")) / "base_model"
+    if not (target / "config.json").exists():
         from tunesmith.model.tiny import build_tiny_model
 
         shape = config.model.tiny
         texts = [example_text(row) for row in train_rows]
         build_tiny_model(
-            name[len(TINY_PREFIX):], run.base_model, texts, shape.vocab_size, shape.layers, shape.hidden, shape.heads, config.run.seed
+            name[len(TINY_PREFIX):], target, texts, shape.vocab_size, shape.layers, shape.hidden, shape.heads, config.run.seed
         )
-    return str(run.base_model)
+    return str(run.base_model) if is_main_process() else str(target)
 
 
 def load_base_model(config: Config, base: str, plan: DevicePlan):
@@ -176,6 +184,8 @@ def _unmark_dequantized_gguf(model):
 
 def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
     """Write manifest.json: versions, git commit, data fingerprints, seed, device, times (+ `extra`)."""
+    if not is_main_process():
+        return
     manifest = ctx.run.read_manifest() if not start or ctx.resume_from else {}
     if start:
         manifest.update(
@@ -229,6 +239,11 @@ def data_fingerprints(run: RunDir) -> dict[str, dict]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def is_main_process() -> bool:
+    """True outside multi-process launches and on rank 0 of torchrun / accelerate launch."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def world_size() -> int:
