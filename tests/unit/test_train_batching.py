@@ -129,3 +129,15 @@ def test_fast_dropout_matches_dropout_statistics_and_is_swapped_into_lora(tiny_q
     dropouts = [m for m in model.modules() if isinstance(m, FastDropout)]
     assert dropouts and all(d.p == 0.05 for d in dropouts)
     assert not any(isinstance(m, torch.nn.Dropout) for n, m in model.named_modules() if "lora_dropout" in n)
+
+
+def test_tokenized_splits_are_cached_by_content(tiny_qwen2, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path))
+    tok = load_tokenizer(str(tiny_qwen2))
+    first = tokenize_split(tok, ROWS, DataConfig(max_length=64))
+    entries = list((tmp_path / "tokenized").iterdir())
+    second = tokenize_split(tok, ROWS, DataConfig(max_length=64))
+    assert len(entries) == 1 and list((tmp_path / "tokenized").iterdir()) == entries  # reused, not re-tokenized
+    assert second.dataset["input_ids"] == first.dataset["input_ids"] and second.skipped == first.skipped
+    tokenize_split(tok, ROWS, DataConfig(max_length=32))  # other settings, other entry
+    assert len(list((tmp_path / "tokenized").iterdir())) == 2

@@ -1,17 +1,20 @@
 """Tokenized datasets and batch collation: padding-free (default) or padded, loss on assistant tokens only.
 
 Padding-free batches concatenate the examples of a batch into one row with position ids restarting at 0 for
-each example (transformers' DataCollatorWithFlattening). transformers builds a block-diagonal causal mask
-from those position ids, so no example attends to another, but only when no KV cache is built: training
-must run with `use_cache=False` (see `prepare_for_training`).
+each example (transformers' DataCollatorWithFlattening), plus the example boundaries. The attention then runs
+per example (train/varlen_attention.py) or, with other kernels, under a block-diagonal mask that transformers
+derives from the position ids only when no KV cache is built: training runs with `use_cache=False`
+(sft.prepare_model).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
+from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_dataset
 from tunesmith.errors import DataError
 
 BATCHINGS = ("padding_free", "padded")
@@ -25,23 +28,27 @@ class TokenizedSplit:
 
 
 def tokenize_split(tokenizer, rows: list[dict], data: DataConfig, name: str = "train") -> TokenizedSplit:
-    """Tokenize examples with the data stage's loss mask; drop those with no loss tokens."""
-    from datasets import Dataset
-
-    records, skipped, truncated = [], 0, 0
-    for row in rows:
-        tok = tokenize_example(tokenizer, row, data.loss_on, data.max_length)
-        truncated += tok.truncated
-        if tok.num_loss_tokens == 0:
-            skipped += 1
-            continue
-        records.append({"input_ids": tok.input_ids, "labels": tok.labels, "length": len(tok.input_ids)})
-    if rows and not records:
+    """Tokenize examples with the data stage's loss mask (cached by content, multi-process when large);
+    drop those with no loss tokens."""
+    if not rows:
+        return TokenizedSplit(None, 0, 0)
+    tokenized = tokenize_dataset(tokenizer, rows, data.loss_on, data.max_length, cache_dir=token_cache_dir(), num_proc=data.num_proc)
+    keep = [i for i, labels in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in labels)]
+    if not keep:
         raise DataError(
             f"no {name} example has a token to learn from after tokenizing ({len(rows)} examples)",
             hint="raise data.max_length (answers were cut off) or check data.loss_on",
         )
-    return TokenizedSplit(Dataset.from_list(records) if records else None, skipped, truncated)
+    truncated = sum(tokenized["truncated"])
+    dataset = tokenized.select(keep).remove_columns(["truncated"])
+    dataset = dataset.add_column("length", [len(ids) for ids in dataset["input_ids"]])
+    return TokenizedSplit(dataset, len(rows) - len(keep), truncated)
+
+
+def token_cache_dir() -> Path:
+    """Where tokenized splits are cached by content fingerprint ($TUNESMITH_CACHE, else ~/.cache/tunesmith)."""
+    root = os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith"
+    return Path(root) / "tokenized"
 
 
 def resolve_batching(choice: str, device: str) -> str:
