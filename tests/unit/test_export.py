@@ -114,3 +114,13 @@ def test_cli_export_of_a_non_run_folder_is_a_clear_error(tmp_path, capsys):
 
     assert main(["export", str(tmp_path)]) == 2
     assert "not a tunesmith run directory (no config.yaml)" in capsys.readouterr().err
+
+
+def test_unknown_gguf_type_is_a_usage_error():
+    from tunesmith.errors import ConfigError
+    from tunesmith.export.run import _gguf_types
+
+    with pytest.raises(ConfigError, match="unknown GGUF type") as info:
+        _gguf_types(["f16", "q3_x"])
+    assert info.value.exit_code == 2
+    assert _gguf_types(["F16", "none", "f16", "q8_0"]) == ["f16", "q8_0"]

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.errors import ExportError
+from tunesmith.errors import ConfigError, ExportError
 from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
 from tunesmith.train.run_dir import RunDir, read_jsonl
 
@@ -59,7 +59,7 @@ def _gguf_types(types) -> list[str]:
     chosen = [t.lower() for t in (types or []) if t and t.lower() != "none"]
     unknown = [t for t in chosen if t not in GGUF_TYPES]
     if unknown:
-        raise ExportError(f"unknown GGUF type(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(GGUF_TYPES)}")
+        raise ConfigError(f"--gguf: unknown GGUF type(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(GGUF_TYPES)}")
     return list(dict.fromkeys(chosen))
 
 
