@@ -149,3 +149,20 @@ def test_sharegpt_tags_from_dataset_info(tmp_path):
     config = load_config(data={"data": {"sources": [{"dataset_info": str(tmp_path / "dataset_info.json"), "dataset": "mine"}]}})
     examples, fmt, _ = load_source(config.data.sources[0], config)
     assert fmt == "sharegpt" and examples[0]["messages"][1] == {"role": "assistant", "content": "yo"}
+
+
+def test_parquet_file_and_folder_of_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"instruction": ["Add 2 and 3", "Name a colour"], "input": ["", ""], "output": ["5", "blue"]}
+    pq.write_table(pa.table(rows), tmp_path / "alpaca.parquet")
+    examples, fmt, _ = _load(tmp_path / "alpaca.parquet")
+    assert fmt == "alpaca"
+    assert examples[1]["messages"] == [{"role": "user", "content": "Name a colour"}, {"role": "assistant", "content": "blue"}]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(2):
+        pq.write_table(pa.table({"text": [f"part {i} row {j}" for j in range(3)]}), folder / f"part-{i}.parquet")
+    examples, fmt, _ = _load(folder)
+    assert fmt == "text" and sorted(e["text"] for e in examples) == sorted(f"part {i} row {j}" for i in range(2) for j in range(3))
