@@ -20,11 +20,11 @@ EXPECTED = [
     (4, "no assistant turn: nothing to train on"),
     (5, "turn 1: conversation starts with an assistant turn"),
     (6, "turn 1 (user): empty content"),
-    (7, "turn 1 (user): content is int, expected a string"),
+    (7, "turn 1 (user): content is a number, expected a string"),
     (8, "no assistant turn: nothing to train on"),
     (9, "exact duplicate of line 1"),
     (10, "turn 1: unknown key 'text' (expected content, name, reasoning_content, role, thinking, tool_call_id, tool_calls, weight)"),
-    (10, "turn 1 (user): content is NoneType, expected a string"),
+    (10, "turn 1 (user): content is null, expected a string"),
     (12, "row is a JSON list, expected an object"),
     (13, "invalid UTF-8: byte 0xe9 at column 47"),
 ]

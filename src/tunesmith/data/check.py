@@ -309,7 +309,7 @@ def message_problems(messages: list[dict]) -> list[tuple[str, str]]:
         if content in (None, "") and turn.get("tool_calls"):
             continue
         if not isinstance(content, str):
-            problems.append(("non-string-content", f"turn {i} ({role}): content is {type(content).__name__}, expected a string"))
+            problems.append(("non-string-content", f"turn {i} ({role}): content is {_json_type(content)}, expected a string"))
         elif not content.strip():
             problems.append(("empty-content", f"turn {i} ({role}): empty content"))
     problems += _order_problems([m.get("role") for m in messages])
@@ -380,3 +380,14 @@ def check_target(target: str, fmt: str = "auto", model: str | None = None, max_l
         return check_config(path, overrides)
     length = LengthCheck(tokenizer_for(model, None, chat_template), max_length) if model else None
     return check_paths([path], FormatSpec(format=fmt), length)
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, as the user wrote it (null, number, object, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {"dict": "an object", "list": "an array"}.get(type(value).__name__, type(value).__name__)
