@@ -33,3 +33,13 @@ def test_cuda_requested_without_gpu_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         plan_device("cuda")
+
+
+def test_qlora_on_a_mac_says_what_to_use_instead():
+    from tunesmith.config import load_config
+    from tunesmith.model.device import DevicePlan
+    from tunesmith.train.setup import load_base_model
+
+    config = load_config(overrides=["train.mode=qlora"])
+    with pytest.raises(ConfigError, match="no 4-bit kernels for Apple's MPS"):
+        load_base_model(config, "unused", DevicePlan("mps", "fp32"))

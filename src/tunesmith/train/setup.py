@@ -161,6 +161,11 @@ def load_base_model(config: Config, base: str, plan: DevicePlan):
         dtype = getattr(torch, config.model.dtype)
     quant, device_map = None, None
     if config.train.mode == "qlora":
+        if plan.device == "mps":
+            raise ConfigError(
+                "train.mode 'qlora' needs CUDA or a CPU: bitsandbytes has no 4-bit kernels for Apple's MPS",
+                hint="on a Mac use train.mode: lora (fp32 by default), or train.device: cpu for QLoRA on the CPU",
+            )
         quant = quantization_config(config, compute_dtype_for(config, plan.precision))
         device_map = {"": plan.device if plan.device != "cuda" else torch.cuda.current_device()}
     model = load_model(
