@@ -19,8 +19,9 @@ def run_quickstart(rows: int = 2000, overrides: list[str] | None = None, export:
     from tunesmith.pipeline import run_pipeline
 
     DATA_DIR.mkdir(exist_ok=True)
-    data_file = write_intent_dataset(DATA_DIR / "intent.jsonl", rows=rows, seed=0)
+    data_file = write_intent_dataset(DATA_DIR / "intent.jsonl", rows=rows, seed=0, unique=True)
+    written = sum(1 for _ in data_file.open(encoding="utf-8"))
     config_file = DATA_DIR / "quickstart.yaml"
     config_file.write_text(quickstart_config_text(), encoding="utf-8")
-    echo(f"wrote {rows} intent-to-JSON rows to {data_file} and the config to {config_file}")
+    echo(f"wrote {written} distinct intent-to-JSON rows to {data_file} and the config to {config_file}")
     return run_pipeline(config_file, overrides, export=export, echo=echo)

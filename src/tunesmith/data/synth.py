@@ -88,11 +88,21 @@ def intent_dataset(rows: int = 600, seed: int = 0, system_prompt: str | None = S
     return out
 
 
-def write_intent_dataset(path: str | Path, rows: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT) -> Path:
-    """Write the data set as JSONL in the `messages` format (one conversation per line, meta alongside)."""
+def write_intent_dataset(
+    path: str | Path, rows: int = 600, seed: int = 0, system_prompt: str | None = SYSTEM_PROMPT, unique: bool = False
+) -> Path:
+    """Write the data set as JSONL in the `messages` format (one conversation per line, meta alongside).
+
+    `unique` drops repeated utterances, so fewer than `rows` lines may be written once the small intents run out.
+    """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
     with out.open("w", encoding="utf-8") as f:
         for row in intent_dataset(rows, seed, system_prompt):
+            utterance = row["messages"][-2]["content"]
+            if unique and utterance in seen:
+                continue
+            seen.add(utterance)
             f.write(json.dumps({"messages": row["messages"], **row["meta"]}, ensure_ascii=False) + "\n")
     return out
