@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import shared_path
 from tests.e2e.test_train_sft import sft_config
-from tests.unit.test_export_fixtures import make_lora_run
+from tests.unit.run_fixtures_export import make_lora_run
 from tunesmith.cli.main import main
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.unit.test_eval_fixtures import make_run_dir
+from tests.unit.run_fixtures_eval import make_run_dir
 from tunesmith.cli.main import main
 from tunesmith.data.synth import intent_dataset
 from tunesmith.errors import DataError, TunesmithError

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.conftest import shared_path
-from tests.unit.test_export_fixtures import make_lora_run
+from tests.unit.run_fixtures_export import make_lora_run
 from tunesmith.errors import ExportError
 from tunesmith.export.gguf import architecture
 from tunesmith.export.ollama import go_template, modelfile, turn_format

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.unit.test_eval_fixtures import make_run_dir
+from tests.unit.run_fixtures_eval import make_run_dir
 from tunesmith.cli.main import main
 from tunesmith.generate.chat import ChatSession, chat_loop
 from tunesmith.generate.generate import (

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.unit.test_eval_fixtures import fake_metrics
+from tests.unit.run_fixtures_eval import fake_metrics
 from tunesmith.cli.main import main
 from tunesmith.config.load import load_config, save_config
 from tunesmith.data.synth import intent_dataset
