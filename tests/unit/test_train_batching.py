@@ -141,3 +141,15 @@ def test_tokenized_splits_are_cached_by_content(tiny_qwen2, tmp_path, monkeypatc
     assert second.dataset["input_ids"] == first.dataset["input_ids"] and second.skipped == first.skipped
     tokenize_split(tok, ROWS, DataConfig(max_length=32))  # other settings, other entry
     assert len(list((tmp_path / "tokenized").iterdir())) == 2
+
+
+@pytest.mark.parametrize("p", [0.05, 0.2])
+def test_dropout_gaps_are_independent_drops_at_rate_p(p):
+    from tunesmith.model.dropout import keep_mask
+
+    torch.manual_seed(1)
+    dropped = torch.cat([~keep_mask(50_000, p) for _ in range(20)]).float()
+    assert dropped.mean().item() == pytest.approx(p, rel=0.03)
+    assert (dropped[:-1] * dropped[1:]).mean().item() == pytest.approx(p * p, rel=0.1)  # neighbours independent
+    runs = torch.diff(torch.nonzero(dropped).squeeze(-1)).float()  # gaps between drops: Geometric(p), mean 1/p
+    assert runs.mean().item() == pytest.approx(1 / p, rel=0.03)
