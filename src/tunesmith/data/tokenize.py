@@ -86,7 +86,9 @@ def _split_end_of_turn(tokenizer, rendered_turn: str, content: str) -> tuple[str
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
-    names = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"]
+    from tunesmith.model.templates import END_OF_TURN
+
+    names = list(END_OF_TURN)
     if tokenizer.eos_token:
         names.append(tokenizer.eos_token)
     return [n for n in dict.fromkeys(names) if n]

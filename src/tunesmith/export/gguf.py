@@ -277,11 +277,10 @@ def _add_special_tokens(writer, tokenizer) -> None:
         writer.add_chat_template(tokenizer.chat_template)
 
 
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
-
-
 def end_of_turn_token(tokenizer) -> str | None:
     """The special token the chat template closes an assistant turn with (None when it uses plain EOS)."""
+    from tunesmith.model.templates import END_OF_TURN
+
     template = tokenizer.chat_template or ""
     vocab = tokenizer.get_vocab()
     return next((t for t in END_OF_TURN if t in template and t in vocab), None)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from tunesmith.data.tokenize import prompt_ids
 from tunesmith.errors import TunesmithError
+from tunesmith.model.templates import END_OF_TURN  # generation stops at any of them the vocabulary has
 
-# End-of-turn tokens of common chat templates: generation stops at any of them that the vocabulary has.
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
 @dataclass

@@ -8,6 +8,9 @@ from pathlib import Path
 from tunesmith.errors import ConfigError
 
 BUILTIN = ("chatml", "llama3", "simple")
+# Special tokens that close a turn in common chat templates (ChatML/Qwen, Llama-3, Phi-3, Gemma, GPT-style).
+# Training trains them, generation stops at them, GGUF export marks them as end-of-turn.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
 def builtin_template(name: str) -> str:
