@@ -22,7 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from tunesmith.train.run_dir import RunDir
+from tunesmith.train.run_dir import RunDir, is_main_process
 
 METRIC_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
 
@@ -177,7 +177,7 @@ def save_model_atomically(model, tokenizer, folder: Path) -> None:
 
     Only rank 0 writes under a multi-process launch (the weights are the same on every rank).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():

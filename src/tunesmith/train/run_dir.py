@@ -51,6 +51,13 @@ class RunDir:
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
 
+def is_main_process() -> bool:
+    """Whether this process writes the run directory: always, except on ranks > 0 of torchrun / accelerate."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / "config.yaml").is_file()
 

@@ -34,7 +34,7 @@ from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
 from tunesmith.model.device import DevicePlan, plan_device
 from tunesmith.model.load import TINY_PREFIX, is_tiny, load_model, load_tokenizer
-from tunesmith.train.run_dir import RunDir, read_jsonl, write_jsonl
+from tunesmith.train.run_dir import RunDir, is_main_process, read_jsonl, write_jsonl
 
 SPLITS = ("train", "val", "test")
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "tokenizers")
@@ -244,11 +244,6 @@ def data_fingerprints(run: RunDir) -> dict[str, dict]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def is_main_process() -> bool:
-    """True outside multi-process launches and on rank 0 of torchrun / accelerate launch."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def world_size() -> int:
