@@ -80,7 +80,20 @@ def test_eval_rows_mark_better_and_worse():
 def test_training_section_reads_trainer_keys():
     section = training_section(fake_metrics(10))
     assert section["steps"] == 10 and section["loss_chart"] and section["lr_chart"] and section["speed_chart"]
+    assert section["reward_chart"] is None  # an SFT run has no rewards
     assert training_section([])["loss_chart"] is None
+
+
+def test_grpo_run_report_shows_the_reward_curves(tmp_path):
+    from tunesmith.report.build import reward_chart
+
+    rows = [{"step": s, "loss": 0.0, "reward": 0.1 * s, "rewards/format/mean": 0.05 * s, "rewards/format/std": 0.1,
+             "rewards/numeric_match/mean": 0.0} for s in range(1, 6)]
+    assert reward_chart(rows).startswith("data:image/")
+    run = make_report_run(tmp_path / "run", with_export=False)
+    write_jsonl(run.metrics, rows)
+    html = build_report(run.root, out=tmp_path / "r.html").read_text()
+    assert 'id="reward-chart"' in html and 'id="loss-chart"' in html
 
 
 def test_cli_report_and_missing_run(tmp_path, capsys):

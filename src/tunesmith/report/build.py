@@ -93,16 +93,25 @@ def _series(history: list[dict], *keys: str) -> list[tuple[float, float]]:
 
 
 def training_section(history: list[dict]) -> dict:
-    """Loss (train + val), learning rate and throughput charts."""
+    """Loss (train + val), GRPO rewards, learning rate and throughput charts."""
     train_loss = _series(history, "loss")
     val_loss = _series(history, "eval_loss")
     speed = _series(history, "tokens_per_s", "tokens_per_second")
     return {
         "loss_chart": plots.line_chart({"train": train_loss, "val": val_loss}, "step", "loss"),
+        "reward_chart": reward_chart(history),
         "lr_chart": plots.line_chart({"lr": _series(history, "lr", "learning_rate")}, "step", "learning rate", plots.SMALL),
         "speed_chart": plots.line_chart({"speed": speed}, "step", "tokens / s", plots.SMALL),
         "steps": int(max((p[0] for p in train_loss + val_loss), default=0)),
     }
+
+
+def reward_chart(history: list[dict]) -> str | None:
+    """GRPO runs: the weighted total reward and each reward's mean per step (None for SFT runs)."""
+    names = sorted({k[len("rewards/"):-len("/mean")] for row in history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+    series = {"total": _series(history, "reward")} | {name: _series(history, f"rewards/{name}/mean") for name in names}
+    series = {name: points for name, points in series.items() if points}
+    return plots.line_chart(series, "step", "mean reward") if series else None
 
 
 def summary_cards(history: list[dict], evaluation: dict | None) -> list[dict]:
