@@ -7,11 +7,8 @@ A Reward scores plain-text completions with the dataset columns: `reward(complet
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import inspect
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ from pathlib import Path
 from tunesmith.config.schema import GRPOConfig, RewardConfig
 from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.rewards.builtin import BUILTINS, USES_REFERENCE
+from tunesmith.scoring.metrics import load_function
 
 # Keys TRL adds to the reward kwargs besides the dataset columns; rewards never see them.
 TRL_EXTRA_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments", "prompts", "completion_ids")
@@ -74,23 +72,11 @@ def build_reward(cfg: RewardConfig, reference_column: str = "answer", base_dir: 
             options.setdefault("reference_column", reference_column)
         func, name = BUILTINS[cfg.name], cfg.name
     else:
-        func = load_function(cfg.function, base_dir)
+        func = load_function(cfg.function, "reward function", base_dir)
         name = cfg.function.rsplit(":", 1)[1]
     _check_options(name, func, options)
     bound = functools.partial(func, **options) if options else func
     return Reward(name=name, weight=cfg.weight, func=bound, options=options)
-
-
-def load_function(spec: str, base_dir: str | Path | None = None) -> Callable:
-    """`path/to/file.py:function` (relative to the working dir, else to base_dir) or `module:function`."""
-    if ":" not in spec:
-        raise ConfigError(f"reward function '{spec}': expected 'path/to/file.py:function' or 'module:function'")
-    target, name = spec.rsplit(":", 1)
-    module = _load_file(target, base_dir) if target.endswith(".py") else _import(target, spec)
-    func = getattr(module, name, None)
-    if not callable(func):
-        raise ConfigError(f"reward function '{spec}': {target} has no function '{name}'")
-    return func
 
 
 def total_scores(rewards: Sequence[Reward], scores: dict[str, list[float]]) -> list[float]:
@@ -167,24 +153,3 @@ def _zero_nan(value: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def _load_file(target: str, base_dir: str | Path | None):
-    candidates = [Path(target)] + ([Path(base_dir) / target] if base_dir else [])
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise ConfigError(f"reward function file '{target}' not found", hint="paths are relative to the working directory or the config file")
-    module_name = f"tunesmith_reward_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # picklable functions (TRL may copy them to workers)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - report the user's import error with its file
-        raise ConfigError(f"reward function file '{path}' failed to import: {type(exc).__name__}: {exc}") from None
-    return module
-
-
-def _import(target: str, spec: str):
-    try:
-        return importlib.import_module(target)
-    except ImportError as exc:
-        raise ConfigError(f"reward function '{spec}': cannot import module '{target}' ({exc})") from None

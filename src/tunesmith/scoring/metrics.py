@@ -117,13 +117,14 @@ BUILTIN: dict[str, Metric] = {
 }
 
 
-def load_function(spec: str, what: str = "metric") -> Callable:
-    """A function named `path/to/file.py:function` or `package.module:function`."""
+def load_function(spec: str, what: str = "metric", base_dir: str | Path | None = None) -> Callable:
+    """A user function named `path/to/file.py:function` or `package.module:function` (custom metrics and
+    GRPO rewards). A relative file is looked up in the working directory, then in `base_dir`."""
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise ConfigError(f"{what} '{spec}': expected file.py:function or module:function")
     if target.endswith(".py"):
-        module = _module_from_file(Path(target), spec, what)
+        module = _module_from_file(target, spec, what, base_dir)
     else:
         try:
             module = importlib.import_module(target)
@@ -135,14 +136,20 @@ def load_function(spec: str, what: str = "metric") -> Callable:
     return function
 
 
-def _module_from_file(path: Path, spec: str, what: str):
-    if not path.is_file():
-        raise ConfigError(f"{what} '{spec}': no such file {path}")
-    module_name = f"tunesmith_user_{path.stem}_{abs(hash(path.resolve()))}"
+def _module_from_file(target: str, spec: str, what: str, base_dir: str | Path | None):
+    candidates = [Path(target)] + ([Path(base_dir) / target] if base_dir else [])
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        where = "the working directory" + (f" or {base_dir}" if base_dir else "")
+        raise ConfigError(f"{what} '{spec}': file '{target}' not found (no such file in {where})")
+    module_name = f"tunesmith_user_{path.stem}_{abs(hash(str(path.resolve())))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module
-    loader_spec.loader.exec_module(module)
+    sys.modules[module_name] = module  # picklable functions (TRL may copy rewards to workers)
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - report the user's import error with its file
+        raise ConfigError(f"{what} '{spec}': {path} failed to import: {type(exc).__name__}: {exc}") from None
     return module
 
 
