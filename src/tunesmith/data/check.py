@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tunesmith.data.formats import FORMAT_KEYS, ROLES, SHAREGPT_TAGS, TURN_KEYS, FormatSpec, candidate_formats, rename_columns, to_internal
+from tunesmith.data.formats import DETECT_ROWS, FORMAT_KEYS, ROLES, SHAREGPT_TAGS, TURN_KEYS, FormatSpec, candidate_formats, rename_columns, to_internal
 from tunesmith.data.sources import list_files
 from tunesmith.errors import DataError
 
 MAX_KEPT = 1000
-DETECT_ROWS = 20
 
 
 @dataclass

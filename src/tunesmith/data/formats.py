@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from tunesmith.errors import DataError
 
+DETECT_ROWS = 20  # rows that `format: auto` looks at
+
 ROLES = ("system", "user", "assistant", "tool")
 TURN_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "thinking", "weight"}
 SHAREGPT_TAGS = {

@@ -18,12 +18,11 @@ from pathlib import Path
 
 from tunesmith.config.schema import Config, SourceConfig, SplitConfig
 from tunesmith.data.clean import clean_examples
-from tunesmith.data.formats import detect_format, to_internal
+from tunesmith.data.formats import DETECT_ROWS, detect_format, to_internal
 from tunesmith.data.sources import read_rows, resolve_source
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "val", "test")
-DETECT_ROWS = 20
 log = logging.getLogger(__name__)
 
 
@@ -103,12 +102,6 @@ def mix(groups: list[tuple[list[dict], float]], seed: int) -> list[dict]:
 def _resample(rows: list[dict], target: int, rng: random.Random) -> list[dict]:
     whole, rest = divmod(target, len(rows))
     return rows * whole + rng.sample(rows, rest)
-
-
-def load_examples(config: Config) -> list[dict]:
-    """Every source read, converted to the internal shape, cleaned and mixed (not split)."""
-    loaded = load_sources(config)
-    return mix([(s.examples, s.source.weight) for s in loaded], config.run.seed)
 
 
 def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str, list[dict]]:

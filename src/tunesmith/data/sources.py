@@ -59,20 +59,22 @@ def _local(path: str, base_dir: Path | None) -> Path | None:
 def _system_prompt(source: SourceConfig, base_dir: Path | None) -> str | None:
     if source.system_prompt_file is None:
         return source.system_prompt
-    path = Path(source.system_prompt_file)
-    if not path.is_file() and base_dir is not None:
-        path = base_dir / path
-    if not path.is_file():
+    path = _find_file(source.system_prompt_file, base_dir)
+    if path is None:
         raise DataError(f"system_prompt_file {source.system_prompt_file}: no such file")
     return path.read_text(encoding="utf-8").strip()
 
 
+def _find_file(name: str, base_dir: Path | None) -> Path | None:
+    """`name` relative to the working directory, else to `base_dir` (the config's folder); None if neither."""
+    candidates = [Path(name)] + ([base_dir / name] if base_dir is not None else [])
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path | None) -> str:
     """Fill spec from a LLaMA-Factory dataset_info.json entry; return the data path (file or hub id)."""
-    info_path = Path(source.dataset_info or "")
-    if not info_path.is_file() and base_dir is not None:
-        info_path = base_dir / info_path
-    if not info_path.is_file():
+    info_path = _find_file(source.dataset_info or "", base_dir)
+    if info_path is None:
         raise DataError(f"dataset_info {source.dataset_info}: no such file")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if source.dataset not in info:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.data.tokenize import prompt_ids
+from tunesmith.data.tokenize import end_of_turn_tokens, prompt_ids
 from tunesmith.errors import TunesmithError
-from tunesmith.model.templates import END_OF_TURN  # generation stops at any of them the vocabulary has
 
 
 
@@ -46,10 +45,8 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     ids: list[int] = []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids.extend(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
     vocab = tokenizer.get_vocab()
-    ids.extend(vocab[t] for t in END_OF_TURN if t in vocab)
+    ids.extend(vocab[t] for t in end_of_turn_tokens(tokenizer) if t in vocab)
     return list(dict.fromkeys(ids))
 
 
