@@ -148,6 +148,13 @@ def _truncate(ids: list[int], labels: list[int], max_length: int | None) -> Toke
     return Tokenized(ids, labels)
 
 
+def split_trailing_answer(messages: list[dict]) -> tuple[list[dict], str | None]:
+    """(the turns before a final assistant turn, that turn's content), or (all turns, None) without one."""
+    if messages and messages[-1]["role"] == "assistant":
+        return [dict(m) for m in messages[:-1]], messages[-1]["content"]
+    return [dict(m) for m in messages], None
+
+
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Ids of the prompt for generation: every turn before the answer, then the assistant header."""
     return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))

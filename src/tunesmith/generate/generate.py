@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.data.tokenize import end_of_turn_tokens, prompt_ids
+from tunesmith.data.tokenize import end_of_turn_tokens, prompt_ids, split_trailing_answer
 from tunesmith.errors import TunesmithError
 
 
@@ -139,9 +139,8 @@ def read_prompts(path: str | Path) -> list[str | list[dict]]:
     for number, line in enumerate(lines, 1):
         row = json.loads(line)
         if "messages" in row:
-            messages = row["messages"]
             # A trailing assistant turn is the reference answer, not part of the prompt.
-            prompts.append(messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages)
+            prompts.append(split_trailing_answer(row["messages"])[0])
         elif "prompt" in row:
             prompts.append(str(row["prompt"]))
         else:

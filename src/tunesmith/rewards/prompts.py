@@ -9,6 +9,7 @@ template, exactly as SFT does.
 from __future__ import annotations
 
 from tunesmith.config.schema import Config
+from tunesmith.data.tokenize import split_trailing_answer
 from tunesmith.errors import DataError
 
 # Column names TRL reserves in a GRPO dataset; a row's own columns of these names are not passed on.
@@ -20,7 +21,7 @@ def grpo_row(example: dict, config: Config) -> dict:
     meta = dict(example.get("meta") or {})
     messages = example.get("messages") or []
     if messages:
-        prompt, answer = _split_answer(messages)
+        prompt, answer = split_trailing_answer(messages)
     elif config.grpo.prompt_column in meta:
         prompt, answer = _prompt_from_column(meta[config.grpo.prompt_column], config), None
     else:
@@ -49,13 +50,6 @@ def reward_columns(rows: list[dict]) -> dict[str, list]:
     """Column-wise view of rows (what a reward receives as **columns), without the prompt."""
     keys = [k for k in rows[0] if k != "prompt"] if rows else []
     return {k: [row.get(k) for row in rows] for k in keys}
-
-
-def _split_answer(messages: list[dict]) -> tuple[list[dict], str | None]:
-    """(the turns before the last assistant turn, that turn's content) or (all turns, None)."""
-    if messages[-1]["role"] == "assistant":
-        return [dict(m) for m in messages[:-1]], messages[-1]["content"]
-    return [dict(m) for m in messages], None
 
 
 def _prompt_from_column(question, config: Config) -> list[dict]:
