@@ -13,15 +13,14 @@ __all__ = ["TrainResult", "train"]
 def train(config_or_path: Config | str | Path, overrides: list[str] | None = None, smoke: bool = False, resume: bool = False) -> TrainResult:
     """Train from a config (object or YAML/JSON path) plus `key=value` overrides; returns the run summary.
 
-    method sft -> train/sft.py; method grpo -> train/grpo.py `run_grpo(config, run_dir, smoke, resume)`.
+    method sft -> train/sft.py; method grpo -> train/grpo.py (which prepares its run itself: the rewards are
+    checked before the model loads).
     """
     config = _load(config_or_path, overrides)
     if config.method == "grpo":
         from tunesmith.train.grpo import run_grpo
-        from tunesmith.train.run_dir import RunDir
 
-        name = f"{config.run.name}-smoke" if smoke else config.run.name
-        return run_grpo(config, RunDir.of(Path(config.run.output_dir) / name), smoke, resume)
+        return run_grpo(config, smoke, resume)
     from tunesmith.train.setup import prepare_run
     from tunesmith.train.sft import run_sft
 

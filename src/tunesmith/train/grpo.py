@@ -40,8 +40,8 @@ GRPO_METRIC_KEYS = {
 }
 
 
-def run_grpo(config: Config, run_dir: RunDir | str | Path | None = None, smoke: bool = False, resume: bool = False) -> GRPOTrainResult:
-    """Train with GRPO as configured (run_dir, when given, must be the config's run directory)."""
+def run_grpo(config: Config, smoke: bool = False, resume: bool = False) -> GRPOTrainResult:
+    """Train with GRPO as configured, into the config's run directory."""
     from tunesmith.train.common import run_trainer
     from tunesmith.train.setup import finish_run, prepare_run
 
@@ -49,7 +49,6 @@ def run_grpo(config: Config, run_dir: RunDir | str | Path | None = None, smoke: 
     config = with_grpo_eval_metrics(config)
     rewards = build_rewards(config.grpo, base_dir=Path.cwd())
     ctx = prepare_run(config, smoke=smoke, resume=resume, load=False)
-    _check_run_dir(run_dir, ctx.run)
     rows = grpo_rows(ctx.splits["train"], config)
     preflight_rewards(rewards, rows, config.grpo.reference_column)
     load_policy(ctx)
@@ -135,12 +134,6 @@ def _check_enough_prompts(prompts: int, kwargs: dict, generations: int) -> None:
             f"num_generations), so no step would run",
             hint="add data, or lower train.batch_size / train.grad_accum",
         )
-
-
-def _check_run_dir(run_dir, run: RunDir) -> None:
-    given = run_dir.root if isinstance(run_dir, RunDir) else run_dir
-    if given is not None and Path(given).resolve() != run.root.resolve():
-        raise TrainingError(f"run_grpo: run_dir {given} is not the config's run directory {run.root}")
 
 
 def preflight_rewards(rewards: list[Reward], rows: list[dict], reference_column: str) -> None:
