@@ -11,6 +11,7 @@ import torch
 
 from tunesmith.config import load_config
 from tunesmith.train.api import train
+from tunesmith.train.run_dir import RunDir
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.slow
@@ -138,3 +139,17 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     with pytest.raises(TrainingError, match=r"the loss became nan at step 4; the last good checkpoint is kept at .*step-2 \(continue with --resume\)"):
         train(config)
     assert sorted(p.name for p in (tmp_path / "runs" / "t" / "checkpoints").iterdir()) == ["step-2"]
+
+
+def test_init_from_continues_the_previous_runs_adapter_on_its_base(tmp_path):
+    """SFT after SFT: the second run loads the first run's base and adapter (a `tiny:` base is not rebuilt)."""
+    first = train(sft_config(tmp_path, "tiny:qwen2"))
+    config = sft_config(tmp_path, "tiny:qwen2", init_from=str(first.run_dir))
+    config.run.name = "second"
+    second = train(config)
+    manifest = json.loads((second.run_dir / "manifest.json").read_text())
+    assert manifest["base_model"] == str(RunDir.of(first.run_dir).base_model) and manifest["init_from"] == str(first.run_dir)
+    assert not (second.run_dir / "base_model").exists()
+    # it starts where the first run ended, not from a fresh adapter
+    (first_start, first_end), (second_start, _) = first_last_loss(first.run_dir), first_last_loss(second.run_dir)
+    assert first_start - second_start > 0.5 and abs(second_start - first_end) < 0.3, (first_start, first_end, second_start)

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.errors import ConfigError, ExportError
+from tunesmith.errors import ConfigError
 from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
 from tunesmith.train.run_dir import RunDir, read_jsonl
 

@@ -74,6 +74,25 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False):
     return model
 
 
+def continue_from_run(model, config: Config, activation_checkpointing: bool = False):
+    """Wrap `model` (train.init_from's base, see train.setup.resolve_base_model) to continue that run:
+    its final adapter trainable again, or new adapters when it was a full fine-tune."""
+    from peft import PeftModel
+
+    from tunesmith.model.from_run import is_adapter
+    from tunesmith.train.run_dir import RunDir
+
+    source = RunDir.of(config.train.init_from)
+    if not is_adapter(source.final):
+        return add_adapters(model, config, activation_checkpointing)
+    if config.train.mode == "full":
+        raise ConfigError(
+            f"train.init_from {source.root} holds a LoRA adapter; train.mode 'full' cannot continue it",
+            hint="use train.mode lora or qlora",
+        )
+    return PeftModel.from_pretrained(model, str(source.final), is_trainable=True)
+
+
 def use_fast_dropout(model) -> int:
     """Swap the LoRA layers' nn.Dropout modules for FastDropout; returns how many were swapped."""
     import torch

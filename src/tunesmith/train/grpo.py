@@ -10,7 +10,6 @@ callback here writes them to metrics.jsonl, TensorBoard gets the same numbers.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,45 +193,18 @@ def reward_trend(run: RunDir, rewards: list[Reward], window: int = 10) -> dict[s
 
 
 def load_policy(ctx) -> None:
-    """Set ctx.tokenizer and ctx.model (trainable): train.init_from's run, else the base with new adapters."""
-    from tunesmith.model.adapters import add_adapters
-    from tunesmith.model.load import load_tokenizer
+    """Set ctx.tokenizer and ctx.model (trainable): train.init_from's run continued, else the base with new adapters."""
+    from tunesmith.model.adapters import add_adapters, continue_from_run
     from tunesmith.train.common import activation_checkpointing
-    from tunesmith.train.setup import load_base_model, write_manifest
+    from tunesmith.train.setup import load_base_model, load_run_tokenizer
 
     config = ctx.config
-    if config.train.init_from:
-        _load_init_from(ctx)
-        if ctx.run.base_model.exists() and Path(ctx.base_model) != ctx.run.base_model:
-            shutil.rmtree(ctx.run.base_model)  # a `tiny:` base prepare_run built; the source run's base is used
-        write_manifest(ctx, base_model=ctx.base_model, init_from=config.train.init_from)
-    else:
-        ctx.tokenizer = load_tokenizer(ctx.base_model, config.model.tokenizer, config.model.chat_template, config.model.revision, config.model.trust_remote_code)
-        ctx.model = add_adapters(load_base_model(config, ctx.base_model, ctx.plan), config, activation_checkpointing(ctx))
+    ctx.tokenizer = load_run_tokenizer(config, ctx.base_model)
+    base = load_base_model(config, ctx.base_model, ctx.plan)
+    wrap = continue_from_run if config.train.init_from else add_adapters
+    ctx.model = wrap(base, config, activation_checkpointing(ctx))
     ctx.model.config.use_cache = False
     set_seed(config.run.seed)
-
-
-def _load_init_from(ctx) -> None:
-    """Continue a finished run: its base with its final adapter trainable, or its full model with new adapters."""
-    from peft import PeftModel
-
-    from tunesmith.model.adapters import add_adapters
-    from tunesmith.model.from_run import is_adapter, load_run_tokenizer, run_base_model_path
-    from tunesmith.train.setup import load_base_model
-
-    source = RunDir.of(ctx.config.train.init_from)
-    source.require_finished()
-    ctx.tokenizer = load_run_tokenizer(source)
-    if not is_adapter(source.final):
-        ctx.base_model = str(source.final)
-        ctx.model = add_adapters(load_base_model(ctx.config, ctx.base_model, ctx.plan), ctx.config)
-        return
-    if ctx.config.train.mode == "full":
-        raise ConfigError(f"train.init_from {source.root} holds a LoRA adapter; train.mode 'full' cannot continue it", hint="use train.mode lora or qlora")
-    ctx.base_model = run_base_model_path(source)
-    base = load_base_model(ctx.config, ctx.base_model, ctx.plan)
-    ctx.model = PeftModel.from_pretrained(base, str(source.final), is_trainable=True)
 
 
 def with_grpo_eval_metrics(config: Config) -> Config:

@@ -68,7 +68,7 @@ def prepare_run(config: Config, smoke: bool = False, resume: bool = False, load:
         save_config(config, run.config)
     ctx = RunContext(config, run, splits, base, plan, smoke, resume_from)
     if load:
-        ctx.tokenizer = load_tokenizer(base, config.model.tokenizer, config.model.chat_template, config.model.revision, config.model.trust_remote_code)
+        ctx.tokenizer = load_run_tokenizer(config, base)
         ctx.model = load_base_model(config, base, plan)
     write_manifest(ctx, start=True)
     return ctx
@@ -132,7 +132,14 @@ def example_text(example: dict) -> str:
 
 
 def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> str:
-    """The loadable base: `tiny:` builds (once) into run/base_model from the training text."""
+    """The loadable base: train.init_from's (its base under its adapter, or its full weights); else the model,
+    where `tiny:` builds (once) into run/base_model from the training text."""
+    if config.train.init_from:
+        from tunesmith.model.from_run import is_adapter, run_base_model_path
+
+        source = RunDir.of(config.train.init_from)
+        source.require_finished()
+        return run_base_model_path(source) if is_adapter(source.final) else str(source.final)
     name = config.model.name_or_path
     if not is_tiny(name):
         return name
@@ -148,6 +155,16 @@ def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> s
             name[len(TINY_PREFIX):], target, texts, shape.vocab_size, shape.layers, shape.hidden, shape.heads, config.run.seed
         )
     return str(run.base_model) if is_main_process() else str(target)
+
+
+def load_run_tokenizer(config: Config, base: str):
+    """The tokenizer a run trains with: train.init_from's (with its chat template), else the base's."""
+    if config.train.init_from:
+        from tunesmith.model.from_run import load_run_tokenizer as from_previous_run
+
+        return from_previous_run(RunDir.of(config.train.init_from))
+    m = config.model
+    return load_tokenizer(base, m.tokenizer, m.chat_template, m.revision, m.trust_remote_code)
 
 
 def load_base_model(config: Config, base: str, plan: DevicePlan):
@@ -198,6 +215,8 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
             device=ctx.plan.device, precision=ctx.plan.precision, smoke=ctx.smoke, packages=package_versions(),
             python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run),
         )
+        if ctx.config.train.init_from:
+            manifest["init_from"] = ctx.config.train.init_from
         manifest.setdefault("start_time", _now())
         if ctx.resume_from:
             manifest.setdefault("resumes", []).append({"time": _now(), "from": str(ctx.resume_from)})

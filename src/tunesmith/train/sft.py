@@ -58,28 +58,17 @@ def prepare_model(ctx: RunContext, checkpointing: bool):
     """The base model ready to train: no KV cache (keeps padding-free examples apart), adapters, seed."""
     from transformers import set_seed
 
-    from tunesmith.model.adapters import add_adapters
+    from tunesmith.model.adapters import add_adapters, continue_from_run
 
     model = ctx.model
     model.config.use_cache = False
     set_seed(ctx.config.run.seed)  # adapter initialisation
     if ctx.config.train.init_from:
-        return _from_previous_run(model, ctx.config.train.init_from)
+        return continue_from_run(model, ctx.config, checkpointing)
     model = add_adapters(model, ctx.config, checkpointing)
     if checkpointing and ctx.config.train.mode == "lora":
         model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input with frozen embeddings
     return model
-
-
-def _from_previous_run(model, run_path: str):
-    """Continue training the final adapter of another run (e.g. SFT then more SFT on new data)."""
-    from peft import PeftModel
-
-    from tunesmith.train.run_dir import RunDir
-
-    run = RunDir.of(run_path)
-    run.require_finished()
-    return PeftModel.from_pretrained(model, str(run.final), is_trainable=True)
 
 
 class TokenCountingTrainer(Trainer):
