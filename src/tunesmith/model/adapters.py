@@ -108,10 +108,3 @@ def use_fast_dropout(model) -> int:
                     dropouts[name] = FastDropout(layer.p)
                     swapped += 1
     return swapped
-
-
-def trainable_summary(model) -> tuple[int, int]:
-    """(trainable parameters, all parameters)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total

@@ -134,12 +134,3 @@ def load_model(
     if device_map is not None:
         kwargs["device_map"] = device_map
     return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
-
-
-def model_source_for_run(name_or_path: str, tiny_dir: Path | None) -> str:
-    """The loadable path of a run's base model: a built tiny model lives in the run directory."""
-    if is_tiny(name_or_path):
-        if tiny_dir is None or not (tiny_dir / "config.json").exists():
-            raise ModelError(f"the tiny base model of this run is missing at {tiny_dir}", hint="rerun `tunesmith train`")
-        return str(tiny_dir)
-    return name_or_path
