@@ -196,10 +196,10 @@ def load_policy(ctx) -> None:
     """Set ctx.tokenizer and ctx.model (trainable): train.init_from's run continued, else the base with new adapters."""
     from tunesmith.model.adapters import add_adapters, continue_from_run
     from tunesmith.train.common import activation_checkpointing
-    from tunesmith.train.setup import load_base_model, load_run_tokenizer
+    from tunesmith.train.setup import load_base_model, tokenizer_for_run
 
     config = ctx.config
-    ctx.tokenizer = load_run_tokenizer(config, ctx.base_model)
+    ctx.tokenizer = tokenizer_for_run(config, ctx.base_model)
     base = load_base_model(config, ctx.base_model, ctx.plan)
     wrap = continue_from_run if config.train.init_from else add_adapters
     ctx.model = wrap(base, config, activation_checkpointing(ctx))

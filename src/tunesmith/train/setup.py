@@ -68,7 +68,7 @@ def prepare_run(config: Config, smoke: bool = False, resume: bool = False, load:
         save_config(config, run.config)
     ctx = RunContext(config, run, splits, base, plan, smoke, resume_from)
     if load:
-        ctx.tokenizer = load_run_tokenizer(config, base)
+        ctx.tokenizer = tokenizer_for_run(config, base)
         ctx.model = load_base_model(config, base, plan)
     write_manifest(ctx, start=True)
     return ctx
@@ -157,7 +157,7 @@ def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> s
     return str(run.base_model) if is_main_process() else str(target)
 
 
-def load_run_tokenizer(config: Config, base: str):
+def tokenizer_for_run(config: Config, base: str):
     """The tokenizer a run trains with: train.init_from's (with its chat template), else the base's."""
     if config.train.init_from:
         from tunesmith.model.from_run import load_run_tokenizer as from_previous_run
