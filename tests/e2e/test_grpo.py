@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import REPO, shared_path
 from tunesmith.cli.main import main
 from tunesmith.config.load import load_config
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import RunDir, read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_gsm8k_twin_runs_in_smoke_mode(tmp_path, monkeypatch):
     test_rows = read_jsonl(run.split_file("test"))
     assert test_rows and "####" in test_rows[0]["meta"]["answer"]
     assert test_rows[0]["messages"][-1]["role"] == "assistant"
-    assert "numeric" in load_config(run.config).eval.metrics
+    assert "numeric" in run.config().eval.metrics
 
 
 def test_dry_run_on_gsm8k_flags_broken_and_constant_rewards(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO, shared_path
 from tunesmith.cli.main import main
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import RunDir, read_jsonl
 
 pytestmark = pytest.mark.slow
 EXAMPLES = REPO / "examples"

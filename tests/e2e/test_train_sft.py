@@ -11,7 +11,7 @@ import torch
 
 from tunesmith.config import load_config
 from tunesmith.train.api import train
-from tunesmith.train.run_dir import RunDir
+from tunesmith.run_dir import RunDir
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.slow

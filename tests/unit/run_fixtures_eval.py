@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tunesmith.config.load import load_config, save_config
 from tunesmith.data.synth import intent_dataset
-from tunesmith.train.run_dir import RunDir, write_jsonl
+from tunesmith.run_dir import RunDir, write_jsonl
 
 
 def fake_metrics(steps: int = 20) -> list[dict]:
@@ -35,7 +35,7 @@ def make_run_dir(root: Path, base_model: Path, metrics: list[str] | None = None,
         "model": {"name_or_path": str(base_model)},
         "eval": {"metrics": metrics or ["loss", "exact_match", "json"], "max_new_tokens": 12, "batch_size": 4},
     })
-    save_config(config, run.config)
+    save_config(config, run.config_file)
     run.manifest.write_text(json.dumps({"base_model": str(base_model)}))
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_model)

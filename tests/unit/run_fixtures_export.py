@@ -27,7 +27,7 @@ def make_lora_run(
     from tunesmith.config import load_config
     from tunesmith.config.load import save_config
     from tunesmith.model.load import load_model, load_tokenizer
-    from tunesmith.train.run_dir import RunDir, write_jsonl
+    from tunesmith.run_dir import RunDir, write_jsonl
 
     run = RunDir.of(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -39,7 +39,7 @@ def make_lora_run(
             "export": {"gguf": ["f16"], "verify_prompts": 3, "verify_tokens": 12},
         }
     )
-    save_config(config, run.config)
+    save_config(config, run.config_file)
     run.manifest.write_text(json.dumps({"base_model": str(base)}))
     tokenizer = load_tokenizer(str(base), chat_template=chat_template)
     torch.manual_seed(seed)

@@ -14,7 +14,7 @@ from tunesmith.data.synth import intent_dataset
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.run import evaluate, read_examples, to_item
-from tunesmith.train.run_dir import write_jsonl
+from tunesmith.run_dir import write_jsonl
 
 
 @pytest.fixture(scope="module")

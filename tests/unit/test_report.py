@@ -13,7 +13,7 @@ from tunesmith.config.load import load_config, save_config
 from tunesmith.data.synth import intent_dataset
 from tunesmith.errors import TunesmithError
 from tunesmith.report.build import build_report, eval_rows, training_section
-from tunesmith.train.run_dir import RunDir, write_jsonl
+from tunesmith.run_dir import RunDir, write_jsonl
 
 METRICS = {
     "data": "x", "examples": 3, "generated": 3, "models": ["base", "tuned"],
@@ -26,7 +26,7 @@ def make_report_run(root, with_export: bool = True) -> RunDir:
     """A run directory with everything the report reads, but no model (the report needs none)."""
     run = RunDir.of(root)
     root.mkdir(parents=True)
-    save_config(load_config(data={"run": {"name": "intent-demo"}, "model": {"name_or_path": "tiny:qwen2"}}), run.config)
+    save_config(load_config(data={"run": {"name": "intent-demo"}, "model": {"name_or_path": "tiny:qwen2"}}), run.config_file)
     run.manifest.write_text(json.dumps({"base_model": "tiny:qwen2", "device": "cpu", "precision": "fp32"}))
     write_jsonl(run.metrics, fake_metrics())
     rows = intent_dataset(30, seed=0)

@@ -12,8 +12,8 @@ from tunesmith.errors import ConfigError, TrainingError
 from tunesmith.model.device import DevicePlan
 from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
 from tunesmith.train.common import check_launch, common_training_kwargs, oom_hint, optimizer_name
-from tunesmith.train.run_dir import RunDir
-from tunesmith.train.setup import RunContext, latest_checkpoint, open_run_dir
+from tunesmith.run_dir import RunDir
+from tunesmith.train.setup import RunContext, open_run_dir
 
 
 def config_at(tmp_path, **sections):
@@ -29,7 +29,7 @@ def ctx_for(config, device="cpu", precision="fp32", smoke=False):
 def test_finished_run_is_refused_unless_overwrite_or_resume(tmp_path):
     config = config_at(tmp_path)
     run = open_run_dir(config, smoke=False, resume=False)
-    run.config.write_text("x")
+    run.config_file.write_text("x")
     run.final.mkdir()
     with pytest.raises(ConfigError, match="already holds a finished run") as err:
         open_run_dir(config, smoke=False, resume=False)
@@ -54,7 +54,7 @@ def test_latest_checkpoint_skips_partial_ones(tmp_path):
         (run.checkpoints / name).mkdir(parents=True)
         if complete:
             (run.checkpoints / name / "trainer_state.json").write_text("{}")
-    assert latest_checkpoint(run).name == "step-10"
+    assert run.latest_checkpoint().name == "step-10"
 
 
 def test_checkpoint_callback_renames_and_keeps_last_k(tmp_path):

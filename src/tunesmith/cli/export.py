@@ -20,13 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunesmith.config import load_config
     from tunesmith.export.run import export_run
-    from tunesmith.train.run_dir import RunDir
+    from tunesmith.run_dir import RunDir
 
     run_dir = RunDir.of(args.run_dir)
     run_dir.require_finished()
-    config = load_config(run_dir.config).export
+    config = run_dir.config().export
     merged = config.merged if args.merged is None else args.merged
     result = export_run(run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged)
     _print(result)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tunesmith.errors import TunesmithError
     from tunesmith.generate.generate import GenerationSettings, generate_from, read_prompts
-    from tunesmith.train.run_dir import write_jsonl
+    from tunesmith.run_dir import write_jsonl
 
     if args.num_samples < 1 or args.temperature < 0 or args.max_new_tokens < 1:
         raise TunesmithError("-n and --max-new-tokens must be at least 1, --temperature at least 0")

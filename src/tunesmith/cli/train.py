@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from tunesmith.train.api import train
 
     result = train(args.config, overrides=args.overrides, smoke=args.smoke, resume=args.resume)
-    from tunesmith.train.run_dir import is_main_process
+    from tunesmith.run_dir import is_main_process
 
     if is_main_process():  # one summary per multi-process launch
         print(result.summary())

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from tunesmith.train.run_dir import write_jsonl
+from tunesmith.run_dir import write_jsonl
 
 # Metrics where lower is better (the table colours their deltas the other way round).
 LOWER_IS_BETTER = {"loss", "perplexity"}

@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.config import load_config
 from tunesmith.config.schema import Config
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.outputs import write_outputs
 from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
 from tunesmith.scoring.metrics import resolve_metric
-from tunesmith.train.run_dir import RunDir, is_run_dir, read_jsonl
+from tunesmith.run_dir import RunDir, is_run_dir, read_jsonl
 
 
 @dataclass
@@ -128,7 +127,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     """
     run = RunDir.of(run_dir)
     run.require_finished()
-    config = load_config(run.config)
+    config = run.config()
     source = Path(data) if data else run.split_file("test")
     examples = read_examples(source)[: limit or config.eval.limit or None]
     if not examples:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tunesmith.model.from_run import load_tuned
+from tunesmith.run_dir import RunDir
+
 # What a merged folder holds; anything else from an earlier export is removed so reruns give the same folder.
 MERGED_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt")
 
@@ -14,8 +17,6 @@ def merge_run(run_dir: Path, out_dir: Path):
 
     A QLoRA run's base is reloaded in 16/32-bit here: `load_tuned` does not pass a quantization config.
     """
-    from tunesmith.model.from_run import load_tuned
-
     model, tokenizer = load_tuned(run_dir, dtype=_merge_dtype(run_dir), merged=True)
     if hasattr(model, "merge_and_unload"):  # a full fine-tune saved as peft? defensive: merge anyway
         model = model.merge_and_unload()
@@ -40,10 +41,7 @@ def _merge_dtype(run_dir: Path):
     """The base's own dtype (bf16 models stay bf16); float32 when it is unknown."""
     import torch
 
-    from tunesmith.config import load_config
-    from tunesmith.train.run_dir import RunDir
-
-    choice = load_config(RunDir.of(run_dir).config).model.dtype
+    choice = RunDir.of(run_dir).config().model.dtype
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(choice, "auto")
 
 

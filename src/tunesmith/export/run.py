@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tunesmith.errors import ConfigError
 from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import RunDir, read_jsonl
 
 
 @dataclass
@@ -29,12 +29,11 @@ class ExportResult:
 
 def export_run(run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True) -> ExportResult:
     """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json."""
-    from tunesmith.config import load_config
     from tunesmith.export.merge import merge_run
 
     run = RunDir.of(run_dir)
     run.require_finished()
-    config = load_config(run.config)
+    config = run.config()
     types = _gguf_types(config.export.gguf if gguf_types is None else gguf_types)
     result = ExportResult(out_dir=Path(out_dir or config.export.out_dir or run.export))
     if types:

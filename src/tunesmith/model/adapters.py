@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
+from tunesmith.run_dir import RunDir
 
 
 def quantization_config(config: Config, compute_dtype):
@@ -80,7 +81,6 @@ def continue_from_run(model, config: Config, activation_checkpointing: bool = Fa
     from peft import PeftModel
 
     from tunesmith.model.from_run import is_adapter
-    from tunesmith.train.run_dir import RunDir
 
     source = RunDir.of(config.train.init_from)
     if not is_adapter(source.final):

@@ -1,6 +1,6 @@
 """Load what a run produced: the base model, the tuned model (base + adapter, or full weights), the tokenizer.
 
-Layout contract (written by training, see train/run_dir.py):
+Layout contract (written by training, see tunesmith/run_dir.py):
   final/   either a peft adapter (adapter_config.json + adapter_model.safetensors) or a full model folder,
            plus the tokenizer with the chat template the run trained with.
   base_model/   the built base when model.name_or_path is `tiny:...`.
@@ -14,17 +14,15 @@ from pathlib import Path
 
 from tunesmith.errors import TunesmithError
 from tunesmith.model.load import is_tiny, load_model, load_tokenizer
-from tunesmith.train.run_dir import RunDir, is_run_dir
+from tunesmith.run_dir import RunDir, is_run_dir
 
 
 def run_base_model_path(run: RunDir) -> str:
     """The loadable base model of a run (hub id, folder or .gguf)."""
     manifest = run.read_manifest()
-    if manifest.get("base_model"):
-        return manifest["base_model"]
-    from tunesmith.config import load_config
-
-    name = load_config(run.config).model.name_or_path
+    if manifest.base_model:
+        return manifest.base_model
+    name = run.config().model.name_or_path
     return str(run.base_model) if is_tiny(name) else name
 
 
@@ -34,9 +32,7 @@ def is_adapter(folder: Path) -> bool:
 
 def load_run_tokenizer(run: RunDir):
     """The tokenizer saved with the run's final model (its chat template is the one trained with)."""
-    from tunesmith.config import load_config
-
-    cfg = load_config(run.config)
+    cfg = run.config()
     source = run.final if (run.final / "tokenizer_config.json").exists() else run_base_model_path(run)
     return load_tokenizer(str(source), chat_template=cfg.model.chat_template if source != run.final else "auto")
 

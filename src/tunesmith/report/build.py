@@ -9,11 +9,10 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from tunesmith.config.schema import Config
 from tunesmith.errors import TunesmithError
 from tunesmith.report import plots
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import Manifest, RunDir, read_jsonl
 
 SAMPLES = 10
 LOWER_IS_BETTER = ("loss", "perplexity")
@@ -26,8 +25,7 @@ CARD_LABELS = {
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the HTML report of a run (default RUN_DIR/report.html) and return its path."""
     run = RunDir.of(run_dir)
-    if not run.config.exists():
-        raise TunesmithError(f"{run.root}: not a tunesmith run directory (no config.yaml)", hint="pass runs/<name> written by `tunesmith train`")
+    run.require_run()
     context = report_context(run)
     target = Path(out) if out else run.report
     target.write_text(render(context), encoding="utf-8")
@@ -36,15 +34,14 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 def report_context(run: RunDir) -> dict:
     """Everything the template shows, gathered from the run directory."""
-    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
-    manifest = run.read_manifest()
+    config = run.config()
     history = run.read_metrics()
     evaluation = _read_json(run.eval / "metrics.json")
     return {
-        "name": config.get("run", {}).get("name") or run.root.name,
+        "name": config.run.name or run.root.name,
         "run_dir": str(run.root),
-        "overview": overview(config, manifest),
-        "config_text": run.config.read_text(encoding="utf-8"),
+        "overview": overview(config, run.read_manifest()),
+        "config_text": run.config_file.read_text(encoding="utf-8"),
         "cards": summary_cards(history, evaluation),
         "data": data_section(run, config),
         "training": training_section(history),
@@ -62,24 +59,24 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def overview(config: dict, manifest: dict) -> list[tuple[str, str]]:
+def overview(config: Config, manifest: Manifest) -> list[tuple[str, str]]:
     """Key/value pairs a reader wants first: what was trained, on what, how."""
-    train, model, data = config.get("train", {}), config.get("model", {}), config.get("data", {})
+    train = config.train
     rows = [
-        ("base model", manifest.get("base_model") or model.get("name_or_path")),
-        ("method", f"{config.get('method', 'sft')} / {train.get('mode')}"),
-        ("learning rate", train.get("learning_rate")),
-        ("epochs / max steps", f"{train.get('epochs')} / {train.get('max_steps') or '-'}"),
-        ("batch", f"{train.get('batch_size')} x {train.get('grad_accum')} accumulation"),
-        ("max length", data.get("max_length")),
-        ("seed", config.get("run", {}).get("seed")),
-        ("device", " / ".join(str(manifest[k]) for k in ("device", "precision") if manifest.get(k)) or None),
-        ("started", manifest.get("start_time")),
-        ("finished", manifest.get("end_time")),
+        ("base model", manifest.base_model or config.model.name_or_path),
+        ("method", f"{config.method} / {train.mode}"),
+        ("learning rate", train.learning_rate),
+        ("epochs / max steps", f"{train.epochs} / {train.max_steps or '-'}"),
+        ("batch", f"{train.batch_size} x {train.grad_accum} accumulation"),
+        ("max length", config.data.max_length),
+        ("seed", config.run.seed),
+        ("device", " / ".join(str(v) for v in (manifest.device, manifest.precision) if v) or None),
+        ("started", manifest.start_time),
+        ("finished", manifest.end_time),
     ]
-    if train.get("mode") in ("lora", "qlora"):
-        lora = config.get("lora", {})
-        rows.insert(2, ("LoRA", f"r={lora.get('r')} alpha={lora.get('alpha')} targets={lora.get('target_modules')}"))
+    if train.mode in ("lora", "qlora"):
+        lora = config.lora
+        rows.insert(2, ("LoRA", f"r={lora.r} alpha={lora.alpha} targets={lora.target_modules}"))
     return [(k, str(v)) for k, v in rows if v not in (None, "", "None")]
 
 
@@ -167,12 +164,12 @@ def sample_rows(path: Path, count: int = SAMPLES) -> list[dict]:
     return read_jsonl(path)[:count]
 
 
-def data_section(run: RunDir, config: dict) -> dict:
+def data_section(run: RunDir, config: Config) -> dict:
     """Rows per split and a histogram of example lengths (tokens when the run's tokenizer loads)."""
     splits = {name: read_jsonl(run.split_file(name)) for name in ("train", "val", "test") if run.split_file(name).is_file()}
     examples = [ex for rows in splits.values() for ex in rows]
     lengths, unit = _lengths(run, examples)
-    max_length = (config.get("data") or {}).get("max_length") if unit == "tokens" else None
+    max_length = config.data.max_length if unit == "tokens" else None
     stats = {}
     if lengths:
         ordered = sorted(lengths)

@@ -113,8 +113,8 @@ def load_policy(config: Config, train_rows: list[dict]):
     from tunesmith.model.device import plan_device
     from tunesmith.model.from_run import load_tuned
     from tunesmith.model.load import is_tiny, load_tokenizer
-    from tunesmith.train.run_dir import RunDir
-    from tunesmith.train.setup import load_base_model, resolve_base_model
+    from tunesmith.run_dir import RunDir
+    from tunesmith.model.base import load_base_model, resolve_base_model
 
     if config.train.init_from:
         return load_tuned(config.train.init_from)

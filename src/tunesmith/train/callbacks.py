@@ -22,7 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from tunesmith.train.run_dir import RunDir, is_main_process
+from tunesmith.run_dir import RunDir, is_main_process
 
 METRIC_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
 

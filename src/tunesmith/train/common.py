@@ -137,9 +137,7 @@ def run_trainer(trainer, ctx: RunContext):
 
 
 def _nan_message(ctx: RunContext, what: str) -> str:
-    from tunesmith.train.setup import latest_checkpoint
-
-    last = latest_checkpoint(ctx.run)
+    last = ctx.run.latest_checkpoint()
     kept = f"the last good checkpoint is kept at {last} (continue with --resume)" if last else "no checkpoint was written before it"
     return f"training stopped: {what}; {kept}"
 

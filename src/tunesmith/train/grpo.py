@@ -22,7 +22,7 @@ from tunesmith.rewards.build import Reward, RewardError, build_rewards, to_trl
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
 from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback, save_model_atomically
 from tunesmith.train.result import TrainResult
-from tunesmith.train.run_dir import RunDir
+from tunesmith.run_dir import RunDir
 
 # TRL log keys -> metrics.jsonl names (rewards/<name>/mean and /std keep their names).
 GRPO_METRIC_KEYS = {
@@ -196,7 +196,7 @@ def load_policy(ctx) -> None:
     """Set ctx.tokenizer and ctx.model (trainable): train.init_from's run continued, else the base with new adapters."""
     from tunesmith.model.adapters import add_adapters, continue_from_run
     from tunesmith.train.common import activation_checkpointing
-    from tunesmith.train.setup import load_base_model, tokenizer_for_run
+    from tunesmith.model.base import load_base_model, tokenizer_for_run
 
     config = ctx.config
     ctx.tokenizer = tokenizer_for_run(config, ctx.base_model)
