@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunesmith.config.load import load_config
+from tunesmith.config.schema import Config
+from tunesmith.config.smoke import smoke as smoke_config
 from tunesmith.errors import DataError
 
 
@@ -23,19 +26,20 @@ class PipelineResult:
 
 def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print) -> PipelineResult:
     """Run every stage a config asks for, stopping at the first stage that fails."""
-    from tunesmith.config import load_config
     from tunesmith.eval.run import evaluate
     from tunesmith.report.build import build_report
     from tunesmith.train.api import train
 
     config = load_config(config_path, overrides)
+    if smoke:
+        config = smoke_config(config)
     clock = _Clock(echo)
     clock.stage(f"[1/5] data check: {config_path}")
-    _check_data(config, config_path, overrides, echo)
+    _check_data(config, config_path, echo)
     clock.stage("[2/5] train")
-    outcome = PipelineResult(Path(train(config_path, overrides=overrides, smoke=smoke).run_dir))
+    outcome = PipelineResult(Path(train(config).run_dir))
     clock.stage("[3/5] eval: base vs tuned on the test split")
-    outcome.metrics = evaluate(outcome.run_dir, limit=(3 if smoke else None))
+    outcome.metrics = evaluate(outcome.run_dir)
     clock.stage("[4/5] report")
     outcome.report = build_report(outcome.run_dir)
     if export and (config.export.gguf or config.export.merged):
@@ -64,11 +68,11 @@ class _Clock:
             self.echo(name)
 
 
-def _check_data(config, config_path, overrides, echo) -> None:
+def _check_data(config: Config, config_path, echo) -> None:
     """Stop before training on real problems; duplicates only warn when data.clean.dedup drops them anyway."""
     from tunesmith.data.check import check_config
 
-    report = check_config(config_path, overrides)
+    report = check_config(config)
     blocking = [p for p in report.problems if not (p.kind == "duplicate" and config.data.clean.dedup)]
     for problem in blocking[:20]:
         echo(f"  {problem}")

@@ -42,7 +42,6 @@ class Manifest(BaseModel):
     seed: int | None = None
     device: str | None = None
     precision: str | None = None
-    smoke: bool | None = None
     packages: dict[str, str | None] | None = None
     python: str | None = None
     git_commit: str | None = None

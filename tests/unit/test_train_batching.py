@@ -29,7 +29,7 @@ def test_padding_free_loss_equals_padded_loss(fixture, attn, request):
     folder = str(request.getfixturevalue(fixture))
     tok = load_tokenizer(folder)
     model = load_model(folder, attn_implementation=attn).eval()
-    model.config.use_cache = False  # what prepare_model sets: without it packed examples attend to each other
+    model.config.use_cache = False  # what trainable_model sets: without it packed examples attend to each other
     data = tokenize_split(tok, ROWS, DataConfig(max_length=64)).dataset
     features = [data[i] for i in range(len(data))]
     flat, padded = Collator("padding_free", tok)(features), Collator("padded", tok)(features)

@@ -14,6 +14,7 @@ from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
 from tunesmith.train.common import check_launch, common_training_kwargs, oom_hint, optimizer_name
 from tunesmith.run_dir import RunDir
 from tunesmith.train.setup import RunContext, open_run_dir
+from tunesmith.config.smoke import smoke
 
 
 def config_at(tmp_path, **sections):
@@ -21,31 +22,35 @@ def config_at(tmp_path, **sections):
     return load_config(data=raw)
 
 
-def ctx_for(config, device="cpu", precision="fp32", smoke=False):
+def ctx_for(config, device="cpu", precision="fp32"):
     run = RunDir.of(f"{config.run.output_dir}/{config.run.name}")
-    return RunContext(config, run, {"train": [], "val": [], "test": []}, "base", DevicePlan(device, precision), smoke)
+    return RunContext(config, run, {"train": [], "val": [], "test": []}, "base", DevicePlan(device, precision))
 
 
 def test_finished_run_is_refused_unless_overwrite_or_resume(tmp_path):
     config = config_at(tmp_path)
-    run = open_run_dir(config, smoke=False, resume=False)
+    run = open_run_dir(config, resume=False)
     run.config_file.write_text("x")
     run.final.mkdir()
     with pytest.raises(ConfigError, match="already holds a finished run") as err:
-        open_run_dir(config, smoke=False, resume=False)
+        open_run_dir(config, resume=False)
     assert "--resume" in str(err.value) and "run.overwrite" in str(err.value)
-    assert open_run_dir(config, smoke=False, resume=True).final.exists()
+    assert open_run_dir(config, resume=True).final.exists()
     config.run.overwrite = True
-    assert not open_run_dir(config, smoke=False, resume=False).final.exists()
+    assert not open_run_dir(config, resume=False).final.exists()
 
 
 def test_resume_without_a_run_says_so(tmp_path):
     with pytest.raises(ConfigError, match="holds no run to continue"):
-        open_run_dir(config_at(tmp_path), smoke=False, resume=True)
+        open_run_dir(config_at(tmp_path), resume=True)
 
 
-def test_smoke_uses_its_own_directory(tmp_path):
-    assert open_run_dir(config_at(tmp_path), smoke=True, resume=False).root.name == "r-smoke"
+def test_smoke_uses_its_own_directory_replaced_every_time(tmp_path):
+    config = smoke(config_at(tmp_path))
+    first = open_run_dir(config, resume=False)
+    assert first.root.name == "r-smoke"
+    first.final.mkdir()
+    assert not open_run_dir(config, resume=False).final.exists()
 
 
 def test_latest_checkpoint_skips_partial_ones(tmp_path):
@@ -92,9 +97,12 @@ def test_precision_and_defaults_by_device(tmp_path):
 
 
 def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path):
-    config = config_at(tmp_path, train={"smoke_steps": 3})
-    kwargs = common_training_kwargs(ctx_for(config, smoke=True))
+    config = config_at(tmp_path, train={"smoke_steps": 3}, tracking={"report_to": ["tensorboard", "wandb"]})
+    kwargs = common_training_kwargs(ctx_for(smoke(config)))
     assert (kwargs["max_steps"], kwargs["save_strategy"], kwargs["report_to"]) == (3, "no", "none")
+    assert (kwargs["eval_strategy"], kwargs["logging_steps"]) == ("no", 1)
+    plain = common_training_kwargs(ctx_for(config))
+    assert (plain["max_steps"], plain["save_strategy"], plain["report_to"], plain["eval_strategy"]) == (-1, "steps", ["wandb"], "steps")
 
 
 def test_oom_hint_names_settings_that_fit(tmp_path):

@@ -101,6 +101,9 @@ class SourceConfig(Section):
 class SplitConfig(Section):
     val: float = Field(0.1, ge=0, lt=1, description="Share of rows held out for validation.")
     test: float = Field(0.05, ge=0, lt=1, description="Share of rows held out for the final test.")
+    train_limit: int | None = Field(None, ge=1, description="Keep the first N training rows after splitting (--smoke sets it).")
+    val_limit: int | None = Field(None, ge=1, description="Keep the first N validation rows after splitting.")
+    test_limit: int | None = Field(None, ge=1, description="Keep the first N test rows after splitting.")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
@@ -198,6 +201,8 @@ class TrainConfig(Section):
     logging_steps: int = Field(10, ge=1, description="Log metrics every N steps.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps (default: save_steps).")
     save_steps: int = Field(500, ge=1, description="Write a checkpoint every N steps.")
+    save_checkpoints: bool = Field(True, description="Write step-N checkpoints (what --resume continues from); --smoke turns them off.")
+    eval_during_training: bool = Field(True, description="Evaluate every eval_steps while training (SFT evaluates once at the end either way).")
     save_total_limit: int = Field(3, ge=1, description="Keep the last K checkpoints.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N evaluations without a better validation loss.")
     init_from: str | None = Field(None, description="Start from this run directory's final adapter (e.g. GRPO after SFT).")

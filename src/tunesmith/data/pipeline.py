@@ -151,4 +151,5 @@ def prepare_splits(config: Config) -> dict[str, list[dict]]:
     splits = split_sources(load_sources(config), config)
     if not splits["train"]:
         raise DataError("no training rows left after cleaning and splitting", hint="check data.clean and data.split")
-    return splits
+    limits = config.data.split
+    return {name: rows[: getattr(limits, f"{name}_limit")] for name, rows in splits.items()}

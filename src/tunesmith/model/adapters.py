@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
+from tunesmith.model.from_run import is_adapter
 from tunesmith.run_dir import RunDir
 
 
@@ -75,12 +76,25 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False):
     return model
 
 
+def trainable_model(model, config: Config, activation_checkpointing: bool = False):
+    """The loaded base ready to train: no KV cache, seeded new adapters (or all weights for full), or
+    train.init_from's run continued."""
+    from transformers import set_seed
+
+    model.config.use_cache = False  # the cache would join padding-free examples that must stay apart
+    set_seed(config.run.seed)  # adapter initialisation
+    if config.train.init_from:
+        return continue_from_run(model, config, activation_checkpointing)
+    model = add_adapters(model, config, activation_checkpointing)
+    if activation_checkpointing and config.train.mode == "lora":
+        model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input with frozen embeddings
+    return model
+
+
 def continue_from_run(model, config: Config, activation_checkpointing: bool = False):
-    """Wrap `model` (train.init_from's base, see train.setup.resolve_base_model) to continue that run:
+    """Wrap `model` (train.init_from's base, see model/base.py resolve_base_model) to continue that run:
     its final adapter trainable again, or new adapters when it was a full fine-tune."""
     from peft import PeftModel
-
-    from tunesmith.model.from_run import is_adapter
 
     source = RunDir.of(config.train.init_from)
     if not is_adapter(source.final):

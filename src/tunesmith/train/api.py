@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+from tunesmith.config.load import config_to_dict, load_config
 from tunesmith.config.schema import Config
+from tunesmith.config.smoke import smoke as smoke_config
+from tunesmith.errors import ConfigError
+from tunesmith.train.method import TrainingMethod, run_method
 from tunesmith.train.result import TrainResult
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["METHODS", "TrainResult", "method_for", "train"]
+
+# config.method -> the module whose `METHOD` class trains it (imported only then: torch / trl load lazily).
+# A new method is one module (see train/method.py) plus one line here.
+METHODS: dict[str, str] = {
+    "sft": "tunesmith.train.sft",
+    "grpo": "tunesmith.train.grpo",
+}
 
 
 def train(config_or_path: Config | str | Path, overrides: list[str] | None = None, smoke: bool = False, resume: bool = False) -> TrainResult:
     """Train from a config (object or YAML/JSON path) plus `key=value` overrides; returns the run summary.
 
-    method sft -> train/sft.py; method grpo -> train/grpo.py (which prepares its run itself: the rewards are
-    checked before the model loads).
+    `smoke=True` trains the smoke version of the config (config/smoke.py).
     """
-    config = _load(config_or_path, overrides)
-    if config.method == "grpo":
-        from tunesmith.train.grpo import run_grpo
-
-        return run_grpo(config, smoke, resume)
-    from tunesmith.train.setup import prepare_run
-    from tunesmith.train.sft import run_sft
-
-    return run_sft(prepare_run(config, smoke=smoke, resume=resume))
+    config = load(config_or_path, overrides)
+    if smoke:
+        config = smoke_config(config)
+    return run_method(method_for(config.method), config, resume)
 
 
-def _load(config_or_path: Config | str | Path, overrides: list[str] | None) -> Config:
-    from tunesmith.config.load import config_to_dict, load_config
+def method_for(name: str) -> TrainingMethod:
+    """A fresh instance of the training method `name` (one per run)."""
+    if name not in METHODS:
+        raise ConfigError(f"method: unknown training method '{name}'", hint=f"choose from: {', '.join(METHODS)}")
+    return importlib.import_module(METHODS[name]).METHOD()
 
+
+def load(config_or_path: Config | str | Path, overrides: list[str] | None = None) -> Config:
+    """A Config from a Config (overrides re-validated) or a config file."""
     if isinstance(config_or_path, Config):
         return load_config(data=config_to_dict(config_or_path), overrides=overrides) if overrides else config_or_path
     return load_config(config_or_path, overrides)

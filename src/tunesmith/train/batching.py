@@ -4,7 +4,7 @@ Padding-free batches concatenate the examples of a batch into one row with posit
 each example (transformers' DataCollatorWithFlattening), plus the example boundaries. The attention then runs
 per example (train/varlen_attention.py) or, with other kernels, under a block-diagonal mask that transformers
 derives from the position ids only when no KV cache is built: training runs with `use_cache=False`
-(sft.prepare_model).
+(model/adapters.py trainable_model).
 """
 
 from __future__ import annotations

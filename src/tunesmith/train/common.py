@@ -13,7 +13,7 @@ import os
 
 from tunesmith.errors import TrainingError
 from tunesmith.train.callbacks import BestCallback, CheckpointCallback, MetricsCallback, RichProgressCallback, truncate_metrics
-from tunesmith.train.setup import RunContext, world_size
+from tunesmith.train.setup import RunContext, activation_checkpointing, world_size
 
 
 class NonFiniteLoss(Exception):
@@ -27,15 +27,9 @@ def optimizer_name(ctx: RunContext) -> str:
     return "paged_adamw_8bit" if ctx.config.train.mode == "qlora" and ctx.plan.device == "cuda" else "adamw_torch"
 
 
-def activation_checkpointing(ctx: RunContext) -> bool:
-    choice = ctx.config.train.activation_checkpointing
-    return ctx.plan.device == "cuda" if choice == "auto" else choice == "on"
-
-
 def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
     """TrainingArguments fields from the config: schedule, precision by device, checkpoints, logging, tracking."""
     t, plan = ctx.config.train, ctx.plan
-    smoke = ctx.smoke
     eval_steps = t.eval_steps or t.save_steps
     return dict(
         output_dir=str(ctx.run.checkpoints),  # checkpoint-N here is the temporary name; see CheckpointCallback
@@ -43,7 +37,7 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         num_train_epochs=t.epochs,
-        max_steps=t.smoke_steps if smoke else (t.max_steps or -1),
+        max_steps=t.max_steps or -1,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
@@ -54,12 +48,12 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
         fp16=plan.precision == "fp16",
         use_cpu=plan.device == "cpu",  # on CPU this also makes torchrun real DDP (gloo), not N copies
         activation_checkpointing=activation_checkpointing(ctx),
-        logging_steps=1 if smoke else t.logging_steps,
+        logging_steps=t.logging_steps,
         logging_first_step=True,
         logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_val and not smoke else "no",
+        eval_strategy="steps" if has_val and t.eval_during_training else "no",
         eval_steps=eval_steps,
-        save_strategy="no" if smoke else "steps",
+        save_strategy="steps" if t.save_checkpoints else "no",
         save_steps=t.save_steps,
         save_total_limit=None,
         report_to=_external_trackers(ctx) or "none",
@@ -76,8 +70,6 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
 
 def _external_trackers(ctx: RunContext) -> list[str]:
     """wandb / mlflow as transformers integrations (TensorBoard is ours, writing to run/tensorboard)."""
-    if ctx.smoke:
-        return []
     return [r for r in ctx.config.tracking.report_to if r not in ("tensorboard", "none")]
 
 
@@ -94,7 +86,7 @@ def standard_callbacks(ctx: RunContext) -> list:
     if tracking.project:
         os.environ.setdefault("WANDB_PROJECT", tracking.project)
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", tracking.project)
-    if "tensorboard" in tracking.report_to and not ctx.smoke:
+    if "tensorboard" in tracking.report_to:
         callbacks.append(_tensorboard_callback(ctx))
     return callbacks
 

@@ -1,7 +1,8 @@
 """GRPO training on TRL's GRPOTrainer: our rewards, our run directory, optionally from an SFT run's adapter.
 
-The entry point reads setup -> train -> save, like SFT: `prepare_run` (shared with SFT) makes the run
-directory, saves the splits and loads the base; the prompts are the training conversations minus their last
+The method (train/method.py) reads prepare -> build_trainer -> train -> finish, like SFT: `prepare` builds and
+tries the rewards, then `prepare_run` (shared with SFT) makes the run directory and saves the splits, then the
+trainable model loads; the prompts are the training conversations minus their last
 assistant turn (rendered by TRL with the run's chat template); the rewards come from `grpo.rewards`.
 TRL logs each reward's mean/std, the total reward, KL (when beta > 0) and completion lengths; the metrics
 callback here writes them to metrics.jsonl, TensorBoard gets the same numbers.
@@ -10,19 +11,23 @@ callback here writes them to metrics.jsonl, TensorBoard gets the same numbers.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import PrinterCallback, TrainerCallback, set_seed
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
 
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError, TrainingError
 from tunesmith.rewards.build import Reward, RewardError, build_rewards, to_trl
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
-from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback, save_model_atomically
-from tunesmith.train.result import TrainResult
 from tunesmith.run_dir import RunDir
+from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback
+from tunesmith.train.common import check_launch, common_training_kwargs, standard_callbacks
+from tunesmith.train.method import TrainingMethod, base_result
+from tunesmith.train.result import TrainResult
+from tunesmith.train.setup import RunContext, load_trainable_model, prepare_run
 
 # TRL log keys -> metrics.jsonl names (rewards/<name>/mean and /std keep their names).
 GRPO_METRIC_KEYS = {
@@ -39,64 +44,58 @@ GRPO_METRIC_KEYS = {
 }
 
 
-def run_grpo(config: Config, smoke: bool = False, resume: bool = False) -> GRPOTrainResult:
-    """Train with GRPO as configured, into the config's run directory."""
-    from tunesmith.train.common import run_trainer
-    from tunesmith.train.setup import finish_run, prepare_run
+class GRPOMethod(TrainingMethod):
+    """method: grpo. Rewards are built and tried on the reference answers before the model loads."""
 
-    started = time.perf_counter()
-    config = with_grpo_eval_metrics(config)
-    rewards = build_rewards(config.grpo, base_dir=Path.cwd())
-    ctx = prepare_run(config, smoke=smoke, resume=resume, load=False)
-    rows = grpo_rows(ctx.splits["train"], config)
-    preflight_rewards(rewards, rows, config.grpo.reference_column)
-    load_policy(ctx)
-    trainer = build_trainer(ctx, rewards, rows)
-    run_trainer(trainer, ctx)
-    save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
-    result = _result(ctx, trainer, rewards, time.perf_counter() - started)
-    finish_run(ctx, steps=result.steps, tokens=result.tokens, train_loss=result.train_loss, rewards=result.rewards)
-    return result
+    name = "grpo"
+    rewards: list[Reward]
+    rows: list[dict]
 
+    def prepare(self, config: Config, resume: bool) -> RunContext:
+        config = with_grpo_eval_metrics(config)
+        self.rewards = build_rewards(config.grpo, base_dir=Path.cwd())
+        ctx = prepare_run(config, resume=resume)
+        self.rows = grpo_rows(ctx.splits["train"], config)
+        preflight_rewards(self.rewards, self.rows, config.grpo.reference_column)
+        load_trainable_model(ctx)
+        return ctx
 
-def build_trainer(ctx, rewards: list[Reward], rows: list[dict]):
-    """A GRPOTrainer over the prompt rows with our rewards and the shared run-directory callbacks."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    def build_trainer(self, ctx: RunContext) -> GRPOTrainer:
+        """A GRPOTrainer over the prompt rows with our rewards and the shared run-directory callbacks."""
+        _check_group_size(ctx.config)
+        grpo = ctx.config.grpo
+        kwargs = common_training_kwargs(ctx, has_val=False)
+        _check_enough_prompts(len(self.rows), kwargs, grpo.num_generations)
+        args = GRPOConfig(
+            **kwargs,
+            num_generations=grpo.num_generations,
+            max_completion_length=grpo.max_completion_length,
+            temperature=grpo.temperature,
+            beta=grpo.beta,
+            reward_weights=[r.weight for r in self.rewards],
+        )
+        check_launch(args)
+        trainer = GRPOTrainer(
+            model=ctx.model,
+            reward_funcs=[to_trl(r) for r in self.rewards],
+            args=args,
+            train_dataset=Dataset.from_list(self.rows),
+            processing_class=ctx.tokenizer,
+            callbacks=grpo_callbacks(ctx),
+        )
+        trainer.remove_callback(PrinterCallback)  # prints every log dict (40 GRPO keys); the progress bar shows them
+        return trainer
 
-    from tunesmith.train.common import check_launch, common_training_kwargs
+    def result(self, ctx: RunContext, trainer, output, seconds: float) -> GRPOTrainResult:
+        result = base_result(ctx, trainer, seconds)
+        return GRPOTrainResult(**vars(result), rewards=reward_trend(ctx.run, self.rewards))
 
-    _check_group_size(ctx.config)
-    grpo = ctx.config.grpo
-    kwargs = common_training_kwargs(ctx, has_val=False)
-    if ctx.smoke:  # a smoke run has a handful of prompts: one group per step so every step really runs
-        kwargs.update(per_device_train_batch_size=grpo.num_generations, gradient_accumulation_steps=1)
-    _check_enough_prompts(len(rows), kwargs, grpo.num_generations)
-    args = GRPOConfig(
-        **kwargs,
-        num_generations=grpo.num_generations,
-        max_completion_length=grpo.max_completion_length,
-        temperature=grpo.temperature,
-        beta=grpo.beta,
-        reward_weights=[r.weight for r in rewards],
-    )
-    check_launch(args)
-    trainer = GRPOTrainer(
-        model=ctx.model,
-        reward_funcs=[to_trl(r) for r in rewards],
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=ctx.tokenizer,
-        callbacks=grpo_callbacks(ctx),
-    )
-    trainer.remove_callback(PrinterCallback)  # prints every log dict (40 GRPO keys); the progress bar shows them
-    return trainer
+    def summary(self, result: GRPOTrainResult) -> dict:
+        return {**super().summary(result), "rewards": result.rewards}
 
 
 def grpo_callbacks(ctx) -> list[TrainerCallback]:
     """The shared callbacks, with the metrics.jsonl writer swapped for one that keeps the GRPO numbers."""
-    from tunesmith.train.common import standard_callbacks
-
     metrics = GRPOMetricsCallback(ctx.run)
     swap = {MetricsCallback: metrics, RichProgressCallback: GRPOProgressCallback(metrics)}
     return [next((new for kind, new in swap.items() if isinstance(cb, kind)), cb) for cb in standard_callbacks(ctx)]
@@ -192,21 +191,6 @@ def reward_trend(run: RunDir, rewards: list[Reward], window: int = 10) -> dict[s
     return out
 
 
-def load_policy(ctx) -> None:
-    """Set ctx.tokenizer and ctx.model (trainable): train.init_from's run continued, else the base with new adapters."""
-    from tunesmith.model.adapters import add_adapters, continue_from_run
-    from tunesmith.train.common import activation_checkpointing
-    from tunesmith.model.base import load_base_model, tokenizer_for_run
-
-    config = ctx.config
-    ctx.tokenizer = tokenizer_for_run(config, ctx.base_model)
-    base = load_base_model(config, ctx.base_model, ctx.plan)
-    wrap = continue_from_run if config.train.init_from else add_adapters
-    ctx.model = wrap(base, config, activation_checkpointing(ctx))
-    ctx.model.config.use_cache = False
-    set_seed(config.run.seed)
-
-
 def with_grpo_eval_metrics(config: Config) -> Config:
     """A numeric_match (json_match) reward adds the numeric (json) eval metric, so eval reports it before/after."""
     names = {r.name for r in config.grpo.rewards}
@@ -218,15 +202,9 @@ def with_grpo_eval_metrics(config: Config) -> Config:
     return config
 
 
-def _result(ctx, trainer, rewards: list[Reward], seconds: float) -> GRPOTrainResult:
-    losses = [row["loss"] for row in ctx.run.read_metrics() if "loss" in row]
-    return GRPOTrainResult(
-        run_dir=ctx.run.root, final_dir=ctx.run.final, steps=trainer.state.global_step,
-        train_loss=losses[-1] if losses else None, best_val_loss=None,
-        tokens=int(trainer.state.num_input_tokens_seen), seconds=seconds, rewards=reward_trend(ctx.run, rewards),
-    )
-
-
 def _mean(rows: list[dict], key: str) -> float:
     values = [r[key] for r in rows if key in r]
     return sum(values) / len(values) if values else float("nan")
+
+
+METHOD = GRPOMethod

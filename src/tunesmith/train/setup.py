@@ -2,14 +2,15 @@
 
 A method's entry point reads:
 
-    ctx = prepare_run(config, smoke=smoke, resume=resume)   # run dir, splits, tokenizer, base model
+    ctx = prepare_run(config, resume=resume)   # run dir, splits saved, config.yaml, manifest start
+    load_trainable_model(ctx)                  # ctx.tokenizer, ctx.model (adapters added or init_from continued)
     ...train ctx.model on ctx.splits, writing checkpoints under ctx.run.checkpoints...
     finish_run(ctx, summary)                                 # manifest end time + summary, printed next steps
 
 Layout and rules:
 - `runs/<name>/` is refused when it already holds a run (checkpoints or final/) unless `run.overwrite`
-  (wiped first) or `resume=True` (continues from `RunDir.latest_checkpoint()`). `--smoke` writes `runs/<name>-smoke/`,
-  replaced every time, so a smoke test never touches the real run.
+  (wiped first) or `resume=True` (continues from `RunDir.latest_checkpoint()`). A `--smoke` config
+  (config/smoke.py) names `runs/<name>-smoke/` with run.overwrite, so it is replaced every time.
 - On resume the saved `data/*.jsonl` splits and the built `base_model/` are reused, so the data order is the same.
 - `tiny:qwen2` / `tiny:llama` builds a tiny model into `base_model/` from the run's own training text.
 """
@@ -31,12 +32,12 @@ from tunesmith.config.load import save_config
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
 from tunesmith.model.device import DevicePlan, plan_device
+from tunesmith.model.adapters import trainable_model
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
 from tunesmith.run_dir import Manifest, RunDir, is_main_process, read_jsonl, write_jsonl
 
 SPLITS = ("train", "val", "test")
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "tokenizers")
-SMOKE_VAL_EXAMPLES = 4
 
 
 @dataclass
@@ -48,34 +49,41 @@ class RunContext:
     splits: dict[str, list[dict]]
     base_model: str  # loadable path or hub id (what manifest.json records)
     plan: DevicePlan
-    smoke: bool = False
     resume_from: Path | None = None  # the checkpoint to continue from
     tokenizer: Any = None
     model: Any = None  # the base model, not yet adapted
     started: float = field(default_factory=time.time)
 
 
-def prepare_run(config: Config, smoke: bool = False, resume: bool = False, load: bool = True) -> RunContext:
-    """Create or reopen the run directory, save data + config, build/resolve the base, load tokenizer + model."""
-    run = open_run_dir(config, smoke, resume)
+def prepare_run(config: Config, resume: bool = False) -> RunContext:
+    """Create or reopen the run directory, save data + config, build/resolve the base (nothing loaded yet)."""
+    run = open_run_dir(config, resume)
     resume_from = run.latest_checkpoint() if resume else None
-    splits = _splits_for_run(config, run, smoke, resume)
+    splits = _splits_for_run(config, run, resume)
     plan = plan_device(config.train.device, config.train.precision)
     base = resolve_base_model(config, run, splits["train"])
     if is_main_process():
         save_config(config, run.config_file)
-    ctx = RunContext(config, run, splits, base, plan, smoke, resume_from)
-    if load:
-        ctx.tokenizer = tokenizer_for_run(config, base)
-        ctx.model = load_base_model(config, base, plan)
+    ctx = RunContext(config, run, splits, base, plan, resume_from)
     write_manifest(ctx, start=True)
     return ctx
 
 
-def open_run_dir(config: Config, smoke: bool, resume: bool) -> RunDir:
-    """The run directory, created empty (new run), wiped (overwrite / smoke) or kept (resume)."""
-    name = f"{config.run.name}-smoke" if smoke else config.run.name
-    run = RunDir.of(Path(config.run.output_dir) / name)
+def load_trainable_model(ctx: RunContext) -> None:
+    """Set ctx.tokenizer and ctx.model: the base loaded for training and made trainable (model/adapters.py)."""
+    ctx.tokenizer = tokenizer_for_run(ctx.config, ctx.base_model)
+    base = load_base_model(ctx.config, ctx.base_model, ctx.plan)
+    ctx.model = trainable_model(base, ctx.config, activation_checkpointing(ctx))
+
+
+def activation_checkpointing(ctx: RunContext) -> bool:
+    choice = ctx.config.train.activation_checkpointing
+    return ctx.plan.device == "cuda" if choice == "auto" else choice == "on"
+
+
+def open_run_dir(config: Config, resume: bool) -> RunDir:
+    """The run directory, created empty (new run), wiped (run.overwrite) or kept (resume)."""
+    run = RunDir.of(Path(config.run.output_dir) / config.run.name)
     if not is_main_process():  # under torchrun / accelerate only rank 0 writes the run directory
         return run
     used = run.final.exists() or any(run.checkpoints.glob("step-*"))
@@ -83,7 +91,7 @@ def open_run_dir(config: Config, smoke: bool, resume: bool) -> RunDir:
         if not run.config_file.exists():
             raise ConfigError(f"--resume: {run.root} holds no run to continue", hint="start it without --resume")
         return run
-    if used and not (config.run.overwrite or smoke):
+    if used and not config.run.overwrite:
         what = "a finished run" if run.final.exists() else "an unfinished run with checkpoints"
         raise ConfigError(
             f"{run.root} already holds {what}",
@@ -95,7 +103,7 @@ def open_run_dir(config: Config, smoke: bool, resume: bool) -> RunDir:
     return run
 
 
-def _splits_for_run(config: Config, run: RunDir, smoke: bool, resume: bool) -> dict[str, list[dict]]:
+def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list[dict]]:
     """The processed splits: reread on resume (same data, same order), else prepared and saved."""
     if resume and run.split_file("train").exists():
         return {s: read_jsonl(run.split_file(s)) if run.split_file(s).exists() else [] for s in SPLITS}
@@ -104,12 +112,6 @@ def _splits_for_run(config: Config, run: RunDir, smoke: bool, resume: bool) -> d
     splits = prepare_splits(config)
     if not splits["train"]:
         raise ConfigError("the training split is empty", hint="check data.sources and data.split (val + test share)")
-    if smoke:
-        splits = {
-            "train": splits["train"][: config.train.smoke_examples],
-            "val": splits["val"][:SMOKE_VAL_EXAMPLES],
-            "test": splits["test"][:SMOKE_VAL_EXAMPLES],
-        }
     if is_main_process():
         for name in SPLITS:
             write_jsonl(run.split_file(name), splits[name])
@@ -124,7 +126,7 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
     if start:
         manifest.update(
             method=ctx.config.method, mode=ctx.config.train.mode, base_model=ctx.base_model, seed=ctx.config.run.seed,
-            device=ctx.plan.device, precision=ctx.plan.precision, smoke=ctx.smoke, packages=package_versions(),
+            device=ctx.plan.device, precision=ctx.plan.precision, packages=package_versions(),
             python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run),
         )
         if ctx.config.train.init_from:
