@@ -118,3 +118,12 @@ def test_only_config_smoke_interprets_smoke(tmp_path):
 def test_unknown_method_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown training method 'nope'"):
         api.method_for("nope")
+
+
+def test_tunesmith_train_stays_callable_after_the_train_package_is_imported(monkeypatch):
+    import tunesmith.train.api  # noqa: F401 - this import rebinds tunesmith.train to the package
+
+    seen = []
+    monkeypatch.setattr(api, "train", lambda *args, **kwargs: seen.append((args, kwargs)) or "result")
+    assert tunesmith.train("config.yaml", smoke=True) == "result"
+    assert seen == [(("config.yaml",), {"smoke": True})]
