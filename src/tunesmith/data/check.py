@@ -341,7 +341,7 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
     """
     from tunesmith.config.load import load_config
     from tunesmith.data.sources import hub_rows, resolve_source
-    from tunesmith.data.tokenize import tokenizer_for
+    from tunesmith.model.load import tokenizer_for
     from tunesmith.model.load import is_tiny
 
     if not hasattr(config, "data"):
@@ -349,7 +349,7 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
     length = None
     model = config.model
     if with_length and not is_tiny(model.name_or_path):
-        length = LengthCheck(tokenizer_for(model.name_or_path, model.tokenizer, model.chat_template), config.data.max_length)
+        length = LengthCheck(tokenizer_for(model), config.data.max_length)
     result, seen = CheckResult(), {}
     for source in config.data.sources:
         resolved = resolve_source(source)
@@ -369,15 +369,16 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
 def check_target(target: str, fmt: str = "auto", model: str | None = None, max_length: int = 1024, chat_template: str = "auto",
                  overrides: list[str] | None = None) -> CheckResult:
     """`data check` on a data file/folder or a config file (YAML, or JSON holding config sections)."""
+    from tunesmith.config.schema import ModelConfig
     from tunesmith.data.sources import looks_like_config
-    from tunesmith.data.tokenize import tokenizer_for
+    from tunesmith.model.load import tokenizer_for
 
     path = Path(target)
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")
     if looks_like_config(path):
         return check_config(path, overrides)
-    length = LengthCheck(tokenizer_for(model, None, chat_template), max_length) if model else None
+    length = LengthCheck(tokenizer_for(ModelConfig(name_or_path=model), chat_template=chat_template), max_length) if model else None
     return check_paths([path], FormatSpec(format=fmt), length)
 
 

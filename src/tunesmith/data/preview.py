@@ -85,7 +85,7 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
     from tunesmith.data.clean import texts_of
     from tunesmith.data.pipeline import load_sources
     from tunesmith.data.sources import looks_like_config
-    from tunesmith.data.tokenize import tokenizer_for
+    from tunesmith.model.load import tokenizer_for
     from tunesmith.errors import DataError
 
     path = Path(target)
@@ -99,5 +99,5 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
         raise DataError(f"{target}: previewing needs a tokenizer: pass --model (hub id, folder, .gguf or tiny:qwen2)")
     examples = [ex for item in load_sources(config) for ex in item.examples][:n]
     m = config.model
-    tokenizer = tokenizer_for(m.name_or_path, m.tokenizer, chat_template or m.chat_template, ["\n".join(texts_of(e)) for e in examples], m.tiny.vocab_size)
+    tokenizer = tokenizer_for(m, texts=["\n".join(texts_of(e)) for e in examples], chat_template=chat_template)
     return preview_examples(tokenizer, examples, n, loss_on or config.data.loss_on, max_length or config.data.max_length)

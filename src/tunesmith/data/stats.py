@@ -159,14 +159,14 @@ def config_stats(config, keep: float = 0.99) -> DataStats:
     """Stats of a config's sources (after cleaning) with its model's tokenizer and chat template."""
     from tunesmith.data.clean import texts_of
     from tunesmith.data.pipeline import load_sources, split_each
-    from tunesmith.data.tokenize import tokenizer_for
+    from tunesmith.model.load import tokenizer_for
 
     loaded = load_sources(config)
     per_source = split_each(loaded, config)
     examples = [ex for item in loaded for ex in item.examples]
     sample_texts = ["\n".join(texts_of(ex)) for ex in examples[:2000]]
     model = config.model
-    tokenizer = tokenizer_for(model.name_or_path, model.tokenizer, model.chat_template, sample_texts, model.tiny.vocab_size)
+    tokenizer = tokenizer_for(model, texts=sample_texts)
     stats = DataStats(tokenizer=model.tokenizer or model.name_or_path)
     for item, parts in zip(loaded, per_source):
         stats.sources.append({"label": item.label, "format": item.format, "reason": item.reason, "rows": len(item.examples),

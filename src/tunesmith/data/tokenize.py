@@ -160,23 +160,6 @@ def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))
 
 
-def tokenizer_for(model: str, tokenizer: str | None = None, chat_template: str = "auto", texts: list[str] | None = None, vocab_size: int = 1024):
-    """The tokenizer (with chat template) a run on `model` would use; for `tiny:` models one is trained on `texts`.
-
-    A `tiny:` run trains its tokenizer on the run's data, so counts here are close to, not exactly, the run's.
-    """
-    from tunesmith.model.load import is_tiny, load_tokenizer
-    from tunesmith.model.templates import resolve_chat_template
-
-    if not is_tiny(model):
-        return load_tokenizer(model, tokenizer, chat_template)
-    from tunesmith.model.tiny import build_tokenizer
-
-    tok = build_tokenizer(texts, vocab_size)
-    tok.chat_template = resolve_chat_template(chat_template, tok)
-    return tok
-
-
 def tokenizer_fingerprint(tokenizer) -> str:
     """A digest of everything that decides the ids: vocabulary/merges, special tokens and chat template."""
     import hashlib

@@ -20,21 +20,10 @@ def merge_run(run_dir: Path, out_dir: Path):
     model, tokenizer = load_tuned(run_dir, dtype=_merge_dtype(run_dir), merged=True)
     if hasattr(model, "merge_and_unload"):  # a full fine-tune saved as peft? defensive: merge anyway
         model = model.merge_and_unload()
-    _forget_gguf_origin(model)
     _clear(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return model, tokenizer
-
-
-def _forget_gguf_origin(model) -> None:
-    """A base read from a .gguf is already dequantized to float; transformers 5.24 still refuses to save it."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None and str(quantizer.quantization_config.quant_method.value) == "gguf":
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
 
 
 def _merge_dtype(run_dir: Path):

@@ -18,7 +18,7 @@ from tunesmith.errors import ConfigError
 from tunesmith.model.adapters import compute_dtype_for, quantization_config
 from tunesmith.model.device import DevicePlan
 from tunesmith.model.from_run import is_adapter, load_run_tokenizer, run_base_model_path
-from tunesmith.model.load import TINY_PREFIX, is_tiny, load_model, load_tokenizer
+from tunesmith.model.load import TINY_PREFIX, is_tiny, load_model, tokenizer_for
 from tunesmith.model.tiny import build_tiny_model
 from tunesmith.run_dir import RunDir, is_main_process
 
@@ -49,8 +49,7 @@ def tokenizer_for_run(config: Config, base: str):
     """The tokenizer a run trains with: train.init_from's (with its chat template), else the base's."""
     if config.train.init_from:
         return load_run_tokenizer(RunDir.of(config.train.init_from))
-    m = config.model
-    return load_tokenizer(base, m.tokenizer, m.chat_template, m.revision, m.trust_remote_code)
+    return tokenizer_for(config.model, base)
 
 
 def load_base_model(config: Config, base: str, plan: DevicePlan):
@@ -69,20 +68,7 @@ def load_base_model(config: Config, base: str, plan: DevicePlan):
             )
         quant = quantization_config(config, compute_dtype_for(config, plan.precision))
         device_map = {"": plan.device if plan.device != "cuda" else torch.cuda.current_device()}
-    model = load_model(
+    return load_model(
         base, dtype=dtype, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code,
         attn_implementation=config.model.attn_implementation, quantization_config=quant, device_map=device_map,
     )
-    return _unmark_dequantized_gguf(model)
-
-
-def _unmark_dequantized_gguf(model):
-    """transformers 5.24 keeps a GGUF quantizer on models whose GGUF weights it already dequantized to float,
-    and the Trainer then refuses to train them ("GGUF ... do not support training"); the weights are plain."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None and str(getattr(quantizer.quantization_config, "quant_method", "")).lower().endswith("gguf"):
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    return model

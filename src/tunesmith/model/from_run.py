@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
-from tunesmith.model.load import is_tiny, load_model, load_tokenizer
+from tunesmith.model.load import is_tiny, load_model, load_tokenizer, tokenizer_for
 from tunesmith.run_dir import RunDir, is_run_dir
 
 
@@ -32,9 +32,9 @@ def is_adapter(folder: Path) -> bool:
 
 def load_run_tokenizer(run: RunDir):
     """The tokenizer saved with the run's final model (its chat template is the one trained with)."""
-    cfg = run.config()
-    source = run.final if (run.final / "tokenizer_config.json").exists() else run_base_model_path(run)
-    return load_tokenizer(str(source), chat_template=cfg.model.chat_template if source != run.final else "auto")
+    if (run.final / "tokenizer_config.json").exists():
+        return load_tokenizer(str(run.final))
+    return tokenizer_for(run.config().model, run_base_model_path(run))
 
 
 def load_tuned(target: str | Path, dtype=None, merged: bool = False, checkpoint: str = "final"):

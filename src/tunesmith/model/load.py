@@ -6,8 +6,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from collections.abc import Iterable
+
+from tunesmith.config.schema import ModelConfig
 from tunesmith.errors import ModelError
 from tunesmith.model.templates import resolve_chat_template
+from tunesmith.model.tiny import build_tokenizer
 
 TINY_PREFIX = "tiny:"
 # transformers' per-load/save bars; hub download bars stay (a multi-GB download must show progress)
@@ -72,6 +76,21 @@ def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_templat
     return tok
 
 
+def tokenizer_for(model: ModelConfig, name_or_path: str | None = None, texts: Iterable[str] | None = None, chat_template: str | None = None):
+    """The tokenizer a config's model trains and generates with (model.tokenizer, revision, chat template).
+
+    `name_or_path` replaces model.name_or_path (a resolved base, e.g. a run's built `tiny:` folder). An unbuilt
+    `tiny:` model gets a tokenizer trained on `texts`, so counts are close to, not exactly, the run's.
+    """
+    name = name_or_path or model.name_or_path
+    template = chat_template or model.chat_template
+    if not is_tiny(name):
+        return load_tokenizer(name, model.tokenizer, template, model.revision, model.trust_remote_code)
+    tok = build_tokenizer(texts, model.tiny.vocab_size)
+    tok.chat_template = resolve_chat_template(template, tok)
+    return tok
+
+
 def _gguf_tokenizer(folder: Path, gguf_file: str):
     """GGUF tokenizers: transformers' loader, else a SentencePiece .model next to the file (stories260K)."""
     from transformers import AutoTokenizer
@@ -133,4 +152,18 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
-    return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
+    return forget_gguf_origin(model) if gguf_file else model
+
+
+def forget_gguf_origin(model):
+    """transformers 5.24 keeps a GGUF quantizer on a model whose GGUF weights it already dequantized to float;
+    the Trainer then refuses to train it ("GGUF ... do not support training") and save_pretrained refuses to
+    save it. The weights are plain floats: drop the marker."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and str(getattr(quantizer.quantization_config, "quant_method", "")).lower().endswith("gguf"):
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import math
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import Config
+from tunesmith.data.pipeline import prepare_splits
 from tunesmith.errors import DataError
+from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
+from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
+from tunesmith.model.device import plan_device
 from tunesmith.rewards.build import Reward, RewardError, build_rewards, total_scores
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
-
+from tunesmith.run_dir import RunDir
 
 SCORE_WIDTH = 7  # characters of a score column in the table
 
@@ -89,18 +94,25 @@ def score_completions(rewards: list[Reward], prompts: list[str], completions: li
 
 def dry_run(config: Config, n: int = 8, generations: int = 1, base_dir: str | Path | None = None) -> DryRunResult:
     """Generate `generations` completions for each of `n` training prompts and score them with every reward."""
-    from tunesmith.data.pipeline import prepare_splits
-
     rewards = build_rewards(config.grpo, base_dir)
     train_rows = prepare_splits(config)["train"]
     if not train_rows:
         raise DataError("the training split is empty: no prompts to try the rewards on")
     rows = grpo_rows(train_rows[:n], config)
     model, tokenizer = load_policy(config, train_rows)
-    completions = generate(model, tokenizer, [row["prompt"] for row in rows], config, generations)
+    samples = generate(model, tokenizer, [row["prompt"] for row in rows], sampling(config, generations))
+    completions = [text for group in samples for text in group]
     repeated = [row for row in rows for _ in range(generations)]
     prompts = [_last_user(row["prompt"]) for row in repeated]
     return score_completions(rewards, prompts, completions, reward_columns(repeated))
+
+
+def sampling(config: Config, generations: int) -> GenerationSettings:
+    """GRPO's sampling: grpo.temperature and grpo.max_completion_length, `generations` per prompt, seeded."""
+    grpo = config.grpo
+    return GenerationSettings(
+        max_new_tokens=grpo.max_completion_length, temperature=grpo.temperature, num_samples=generations, seed=config.run.seed
+    )
 
 
 def load_policy(config: Config, train_rows: list[dict]):
@@ -108,50 +120,14 @@ def load_policy(config: Config, train_rows: list[dict]):
 
     A `tiny:` base is taken from the run directory when training built it already, else built in a temp folder.
     """
-    import tempfile
-
-    from tunesmith.model.device import plan_device
-    from tunesmith.model.from_run import load_tuned
-    from tunesmith.model.load import is_tiny, load_tokenizer
-    from tunesmith.run_dir import RunDir
-    from tunesmith.model.base import load_base_model, resolve_base_model
-
     if config.train.init_from:
-        return load_tuned(config.train.init_from)
+        return load_for_generation(config.train.init_from)
     plan = plan_device(config.train.device, config.train.precision)
     with tempfile.TemporaryDirectory() as tmp:
         existing = RunDir.of(Path(config.run.output_dir) / config.run.name)
         run = existing if (existing.base_model / "config.json").exists() else RunDir.of(tmp)
-        base = resolve_base_model(config, run, train_rows) if is_tiny(config.model.name_or_path) else config.model.name_or_path
-        m = config.model
-        tokenizer = load_tokenizer(base, m.tokenizer, m.chat_template, m.revision, m.trust_remote_code)
-        return load_base_model(config, base, plan), tokenizer
-
-
-def generate(model, tokenizer, prompts: list[list[dict]], config: Config, generations: int) -> list[str]:
-    """Sampled completions (grpo.temperature, grpo.max_completion_length), `generations` per prompt, in order."""
-    import torch
-
-    from tunesmith.data.tokenize import prompt_ids
-
-    torch.manual_seed(config.run.seed)
-    model.eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = []
-    for messages in prompts:
-        ids = torch.tensor([prompt_ids(tokenizer, messages)], device=model.device)
-        with torch.no_grad():
-            sequences = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=True,
-                temperature=config.grpo.temperature,
-                max_new_tokens=config.grpo.max_completion_length,
-                num_return_sequences=generations,
-                pad_token_id=pad,
-            )
-        out.extend(tokenizer.decode(seq[ids.shape[1]:], skip_special_tokens=True) for seq in sequences)
-    return out
+        base = resolve_base_model(config, run, train_rows)
+        return load_base_model(config, base, plan), tokenizer_for_run(config, base)
 
 
 def _last_user(messages: list[dict]) -> str:
