@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from tunesmith.config.schema import CleanConfig
+from tunesmith.data.example import Example
 from tunesmith.errors import ConfigError
 
 HTML_TAG = re.compile(r"<[^<>]+>")
@@ -16,14 +17,14 @@ SPACES = re.compile(r"[ \t\f\v]+")
 BLANK_LINES = re.compile(r"\n{3,}")
 
 
-def texts_of(example: dict) -> list[str]:
+def texts_of(example: Example) -> list[str]:
     """The string contents of an example (every turn's content, or the text)."""
     if "messages" in example:
         return [m["content"] for m in example["messages"] if isinstance(m.get("content"), str)]
     return [example.get("text") or ""]
 
 
-def content_key(example: dict) -> bytes:
+def content_key(example: Example) -> bytes:
     """A digest of what an example says (messages or text, not meta): equal digests are exact duplicates."""
     body = example["messages"] if "messages" in example else example.get("text")
     return hashlib.blake2b(json.dumps(body, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
@@ -69,11 +70,11 @@ def _drop_patterns(clean: CleanConfig) -> list[re.Pattern]:
     return patterns
 
 
-def clean_examples(examples: Iterable[dict], clean: CleanConfig, seen: set[bytes] | None = None) -> tuple[list[dict], dict[str, int]]:
+def clean_examples(examples: Iterable[Example], clean: CleanConfig, seen: set[bytes] | None = None) -> tuple[list[Example], dict[str, int]]:
     """Cleaned examples plus how many rows each rule dropped. `seen` shares dedup state across sources."""
     fix, patterns = _text_fixer(clean), _drop_patterns(clean)
     seen = set() if seen is None else seen
-    kept: list[dict] = []
+    kept: list[Example] = []
     dropped = {"regex": 0, "min_chars": 0, "max_chars": 0, "duplicate": 0}
     for example in examples:
         if fix is not None:

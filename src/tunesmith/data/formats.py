@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tunesmith.data.example import Example
 from tunesmith.errors import DataError
 
 DETECT_ROWS = 20  # rows that `format: auto` looks at
@@ -114,7 +115,7 @@ def normalize_aliases(row: dict, fmt: str) -> dict:
     return row
 
 
-def to_internal(row: dict, spec: FormatSpec, fmt: str | None = None) -> dict:
+def to_internal(row: dict, spec: FormatSpec, fmt: str | None = None) -> Example:
     """One raw row -> the internal shape. Raises DataError naming what is missing or wrong."""
     if not isinstance(row, dict):
         raise DataError(f"a row must be a JSON object, got {type(row).__name__}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tunesmith.config.schema import Config, SourceConfig, SplitConfig
 from tunesmith.data.clean import clean_examples
+from tunesmith.data.example import Example
 from tunesmith.data.formats import DETECT_ROWS, detect_format, to_internal
 from tunesmith.data.sources import read_rows, resolve_source
 from tunesmith.errors import DataError
@@ -32,13 +33,13 @@ class LoadedSource:
 
     label: str
     source: SourceConfig
-    examples: list[dict]
+    examples: list[Example]
     format: str
     reason: str
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def load_source(source: SourceConfig, config: Config, base_dir: Path | None = None) -> tuple[list[dict], str, str]:
+def load_source(source: SourceConfig, config: Config, base_dir: Path | None = None) -> tuple[list[Example], str, str]:
     """(examples in the internal shape, format, why that format) of one source, before cleaning."""
     resolved = resolve_source(source, base_dir)
     if resolved.spec.system_prompt is None:
@@ -78,7 +79,7 @@ def load_sources(config: Config, base_dir: Path | None = None) -> list[LoadedSou
     return loaded
 
 
-def mix(groups: list[tuple[list[dict], float]], seed: int) -> list[dict]:
+def mix(groups: list[tuple[list[Example], float]], seed: int) -> list[Example]:
     """Mix groups of examples in proportion to their weights, keeping the total size; seeded shuffle.
 
     Equal weights simply concatenate. Otherwise group i gets round(w_i / sum(w) * total) examples: drawn
@@ -87,7 +88,7 @@ def mix(groups: list[tuple[list[dict], float]], seed: int) -> list[dict]:
     rng = random.Random(seed)
     total = sum(len(rows) for rows, _ in groups)
     weights = {w for rows, w in groups if rows}
-    mixed: list[dict] = []
+    mixed: list[Example] = []
     if len(weights) <= 1:
         mixed = [row for rows, _ in groups for row in rows]
     else:
@@ -104,7 +105,7 @@ def _resample(rows: list[dict], target: int, rng: random.Random) -> list[dict]:
     return rows * whole + rng.sample(rows, rest)
 
 
-def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str, list[dict]]:
+def split_examples(rows: list[Example], split: SplitConfig, seed: int) -> dict[str, list[Example]]:
     """Seeded shuffle, then cut off the val and test shares (at least one row each when asked for)."""
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
@@ -117,7 +118,7 @@ def split_examples(rows: list[dict], split: SplitConfig, seed: int) -> dict[str,
     return {"train": train, "val": val, "test": test}
 
 
-def split_each(loaded: list[LoadedSource], config: Config) -> list[dict[str, list[dict]]]:
+def split_each(loaded: list[LoadedSource], config: Config) -> list[dict[str, list[Example]]]:
     """Per source: its train/val/test rows (split by fractions, or whole as `use_as`).
 
     An explicit val/test source replaces that fraction for the sources that are split.
@@ -136,7 +137,7 @@ def split_each(loaded: list[LoadedSource], config: Config) -> list[dict[str, lis
     return out
 
 
-def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[dict]]:
+def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[Example]]:
     """The run's splits: per-source splits joined; only train is mixed by weight."""
     per_source = split_each(loaded, config)
     weights = [item.source.weight for item in loaded]
@@ -146,7 +147,7 @@ def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[
     return splits
 
 
-def prepare_splits(config: Config) -> dict[str, list[dict]]:
+def prepare_splits(config: Config) -> dict[str, list[Example]]:
     """The train/val/test examples a run trains and evaluates on."""
     splits = split_sources(load_sources(config), config)
     if not splits["train"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunesmith.data.example import Example
 from tunesmith.errors import DataError
 
 IGNORE_INDEX = -100
@@ -135,7 +136,7 @@ def tokenize_text(tokenizer, text: str, max_length: int | None = None) -> Tokeni
     return _truncate(ids, list(ids), max_length)
 
 
-def tokenize_example(tokenizer, example: dict, loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
+def tokenize_example(tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
     """An example in the internal shape: {'messages': [...]} or {'text': ...}."""
     if example.get("messages"):
         return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length)
@@ -171,7 +172,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest.hexdigest()[:16]
 
 
-def examples_fingerprint(examples: list[dict], loss_on: str, max_length: int | None) -> str:
+def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int | None) -> str:
     """A digest of the examples' contents (meta excluded) and the masking settings."""
     import hashlib
     import json
@@ -186,7 +187,7 @@ def examples_fingerprint(examples: list[dict], loss_on: str, max_length: int | N
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than it saves
 
 
-def tokenize_dataset(tokenizer, examples: list[dict], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None, num_proc: int | None = None):
+def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None, num_proc: int | None = None):
     """Examples -> a `datasets.Dataset` with columns input_ids, labels, truncated (one row per example, same order).
 
     Runs `Dataset.map` batched, with `num_proc` workers (default: up to 4 from 20,000 examples). With

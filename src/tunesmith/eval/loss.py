@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from tunesmith.data.example import Example
 from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
 
 
@@ -22,7 +23,7 @@ def _right_pad(rows, pad_id: int):
     return input_ids, labels, attention
 
 
-def answer_loss(model, tokenizer, examples: list[dict], loss_on: str = "assistant", max_length: int | None = None, batch_size: int = 8) -> dict[str, float]:
+def answer_loss(model, tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, batch_size: int = 8) -> dict[str, float]:
     """Token-weighted mean cross-entropy over loss tokens, its perplexity, and the number of tokens scored."""
     import torch
     import torch.nn.functional as F

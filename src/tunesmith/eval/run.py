@@ -13,25 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import Config
+from tunesmith.data.example import Example
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.outputs import write_outputs
 from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
-from tunesmith.scoring.metrics import resolve_metric
 from tunesmith.run_dir import RunDir, is_run_dir, read_jsonl
+from tunesmith.scoring.metrics import resolve_metric
 
 
 @dataclass
 class EvalItem:
     """One test example: the prompt turns, the reference answer and the row's other columns."""
 
-    example: dict
+    example: Example
     prompt: list[dict] | None
     reference: str | None
     meta: dict
 
 
-def read_examples(path: Path) -> list[dict]:
+def read_examples(path: Path) -> list[Example]:
     """Examples in the internal shape from a JSONL file (internal shape, or `messages`/`text` rows)."""
     if not path.is_file():
         raise DataError(f"{path}: no such test file", hint="pass --data FILE, or train a run that saves data/test.jsonl")
@@ -44,7 +45,7 @@ def read_examples(path: Path) -> list[dict]:
     return examples
 
 
-def to_item(example: dict, reference_column: str | None, fallback_column: str | None = None) -> EvalItem:
+def to_item(example: Example, reference_column: str | None, fallback_column: str | None = None) -> EvalItem:
     """Split a conversation at its last assistant turn: the turns before it are the prompt.
 
     A prompt-only row (GRPO data) is answered whole and scored against `fallback_column` of its meta.

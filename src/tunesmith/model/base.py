@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tunesmith.config.schema import Config
 from tunesmith.data.clean import texts_of
+from tunesmith.data.example import Example
 from tunesmith.errors import ConfigError
 from tunesmith.model.adapters import compute_dtype_for, quantization_config
 from tunesmith.model.device import DevicePlan
@@ -23,7 +24,7 @@ from tunesmith.model.tiny import build_tiny_model
 from tunesmith.run_dir import RunDir, is_main_process
 
 
-def resolve_base_model(config: Config, run: RunDir, train_rows: list[dict]) -> str:
+def resolve_base_model(config: Config, run: RunDir, train_rows: list[Example]) -> str:
     """The loadable base: train.init_from's (its base under its adapter, or its full weights); else the model,
     where `tiny:` builds (once) into run/base_model from the training text."""
     if config.train.init_from:

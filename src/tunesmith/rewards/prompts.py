@@ -9,6 +9,7 @@ template, exactly as SFT does.
 from __future__ import annotations
 
 from tunesmith.config.schema import Config
+from tunesmith.data.example import Example
 from tunesmith.data.tokenize import split_trailing_answer
 from tunesmith.errors import DataError
 
@@ -16,7 +17,7 @@ from tunesmith.errors import DataError
 RESERVED = ("prompt", "completion", "completion_ids")
 
 
-def grpo_row(example: dict, config: Config) -> dict:
+def grpo_row(example: Example, config: Config) -> dict:
     """One GRPO row: the prompt conversation plus the row's columns (meta) for the rewards."""
     meta = dict(example.get("meta") or {})
     messages = example.get("messages") or []
@@ -35,7 +36,7 @@ def grpo_row(example: dict, config: Config) -> dict:
     return {"prompt": prompt, **columns}
 
 
-def grpo_rows(examples: list[dict], config: Config) -> list[dict]:
+def grpo_rows(examples: list[Example], config: Config) -> list[dict]:
     """GRPO rows for a list of examples; rows without a user turn are an error with their index."""
     rows = []
     for i, example in enumerate(examples):

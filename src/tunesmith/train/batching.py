@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.data.example import Example
 from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_dataset
 from tunesmith.errors import DataError
 
@@ -27,7 +28,7 @@ class TokenizedSplit:
     truncated: int
 
 
-def tokenize_split(tokenizer, rows: list[dict], data: DataConfig, name: str = "train") -> TokenizedSplit:
+def tokenize_split(tokenizer, rows: list[Example], data: DataConfig, name: str = "train") -> TokenizedSplit:
     """Tokenize examples with the data stage's loss mask (cached by content, multi-process when large);
     drop those with no loss tokens."""
     if not rows:

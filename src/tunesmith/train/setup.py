@@ -30,10 +30,11 @@ from typing import Any
 
 from tunesmith.config.load import save_config
 from tunesmith.config.schema import Config
+from tunesmith.data.example import Example
 from tunesmith.errors import ConfigError
-from tunesmith.model.device import DevicePlan, plan_device
 from tunesmith.model.adapters import trainable_model
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
+from tunesmith.model.device import DevicePlan, plan_device
 from tunesmith.run_dir import Manifest, RunDir, is_main_process, read_jsonl, write_jsonl
 
 SPLITS = ("train", "val", "test")
@@ -46,7 +47,7 @@ class RunContext:
 
     config: Config
     run: RunDir
-    splits: dict[str, list[dict]]
+    splits: dict[str, list[Example]]
     base_model: str  # loadable path or hub id (what manifest.json records)
     plan: DevicePlan
     resume_from: Path | None = None  # the checkpoint to continue from
@@ -103,7 +104,7 @@ def open_run_dir(config: Config, resume: bool) -> RunDir:
     return run
 
 
-def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list[dict]]:
+def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list[Example]]:
     """The processed splits: reread on resume (same data, same order), else prepared and saved."""
     if resume and run.split_file("train").exists():
         return {s: read_jsonl(run.split_file(s)) if run.split_file(s).exists() else [] for s in SPLITS}
