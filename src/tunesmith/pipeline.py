@@ -26,7 +26,7 @@ class PipelineResult:
 
 def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print) -> PipelineResult:
     """Run every stage a config asks for, stopping at the first stage that fails."""
-    from tunesmith.eval.run import evaluate
+    from tunesmith.eval.evaluate import evaluate
     from tunesmith.report.build import build_report
     from tunesmith.train.api import train
 
@@ -90,7 +90,7 @@ def _export(run_dir: Path, outcome: PipelineResult):
     """Export with the config's settings; without the optional llama.cpp extra, merge only and say so."""
     import importlib.util
 
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     if importlib.util.find_spec("llama_cpp") is None:
         outcome.skipped.append('GGUF + parity (llama-cpp-python missing: pip install -e ".[export]")')

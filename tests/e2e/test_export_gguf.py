@@ -90,7 +90,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_exporting_twice_gives_identical_files(tiny_qwen2, tmp_path):
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     run_dir = make_lora_run(tiny_qwen2, tmp_path / "run")
     first = export_run(run_dir, gguf_types=["f16", "q8_0"])
@@ -101,7 +101,7 @@ def test_exporting_twice_gives_identical_files(tiny_qwen2, tmp_path):
 
 
 def test_tiny_k_quant_reports_what_llama_cpp_wrote(tiny_llama, tmp_path):
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     result = export_run(make_lora_run(tiny_llama, tmp_path / "run", chat_template="chatml"), gguf_types=["q4_k_m"])
     types = result.tensor_types["q4_k_m"]
@@ -114,7 +114,7 @@ def test_llama3_rope_scaling_exports_rope_freqs_with_parity(tmp_path):
     """Llama-3.1/3.2 checkpoints carry rope_type llama3; the GGUF needs rope_freqs.weight to answer the same."""
     from gguf import GGUFReader
 
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
     from tunesmith.model.tiny import build_tiny_model
 
     base = build_tiny_model("llama", tmp_path / "base", seed=2)

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import REPO, shared_path
 from tunesmith.config.load import load_config
 from tunesmith.data.formats import FormatSpec, detect_format, to_internal
-from tunesmith.data.pipeline import load_source, load_sources, prepare_splits
+from tunesmith.data.splits import load_source, load_sources, prepare_splits
 from tunesmith.errors import DataError
 
 FIXTURES = REPO / "tests" / "fixtures" / "data"

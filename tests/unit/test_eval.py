@@ -13,7 +13,7 @@ from tunesmith.cli.main import main
 from tunesmith.data.synth import intent_dataset
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
-from tunesmith.eval.run import evaluate, read_examples, to_item
+from tunesmith.eval.evaluate import evaluate, read_examples, to_item
 from tunesmith.run_dir import write_jsonl
 
 

@@ -29,7 +29,7 @@ def qwen_tokenizer(tiny_qwen2):
 
 
 def test_gguf_without_llama_cpp_says_what_to_install(tiny_qwen2, tmp_path, monkeypatch):
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     run = make_lora_run(tiny_qwen2, tmp_path / "run")
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
@@ -118,7 +118,7 @@ def test_cli_export_of_a_non_run_folder_is_a_clear_error(tmp_path, capsys):
 
 def test_unknown_gguf_type_is_a_usage_error():
     from tunesmith.errors import ConfigError
-    from tunesmith.export.run import _gguf_types
+    from tunesmith.export.export_run import _gguf_types
 
     with pytest.raises(ConfigError, match="unknown GGUF type") as info:
         _gguf_types(["f16", "q3_x"])

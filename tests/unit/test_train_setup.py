@@ -11,9 +11,9 @@ from tunesmith.config import load_config
 from tunesmith.errors import ConfigError, TrainingError
 from tunesmith.model.device import DevicePlan
 from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
-from tunesmith.train.common import check_launch, common_training_kwargs, oom_hint, optimizer_name
+from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, oom_hint, optimizer_name
 from tunesmith.run_dir import RunDir
-from tunesmith.train.setup import RunContext, open_run_dir
+from tunesmith.train.prepare import RunContext, open_run_dir
 from tunesmith.config.smoke import smoke
 
 

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tunesmith.eval.outputs import metrics_table
-    from tunesmith.eval.run import evaluate
+    from tunesmith.eval.evaluate import evaluate
 
     result = evaluate(args.run_dir, data=args.data, base=args.base, compare=args.compare, limit=args.limit)
     console = Console()

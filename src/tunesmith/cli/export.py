@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
     from tunesmith.run_dir import RunDir
 
     run_dir = RunDir.of(args.run_dir)

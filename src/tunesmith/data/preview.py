@@ -83,7 +83,7 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
 
     from tunesmith.config.load import load_config
     from tunesmith.data.clean import texts_of
-    from tunesmith.data.pipeline import load_sources
+    from tunesmith.data.splits import load_sources
     from tunesmith.data.sources import looks_like_config
     from tunesmith.model.load import tokenizer_for
     from tunesmith.errors import DataError

@@ -158,7 +158,7 @@ def file_stats(path: str, model: str, chat_template: str = "auto", keep: float =
 def config_stats(config, keep: float = 0.99) -> DataStats:
     """Stats of a config's sources (after cleaning) with its model's tokenizer and chat template."""
     from tunesmith.data.clean import texts_of
-    from tunesmith.data.pipeline import load_sources, split_each
+    from tunesmith.data.splits import load_sources, split_each
     from tunesmith.model.load import tokenizer_for
 
     loaded = load_sources(config)

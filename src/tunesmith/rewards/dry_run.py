@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import Config
-from tunesmith.data.pipeline import prepare_splits
+from tunesmith.data.splits import prepare_splits
 from tunesmith.errors import DataError
 from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run

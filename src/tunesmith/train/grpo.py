@@ -24,10 +24,10 @@ from tunesmith.rewards.build import Reward, RewardError, build_rewards, to_trl
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback
-from tunesmith.train.common import check_launch, common_training_kwargs, standard_callbacks
+from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, standard_callbacks
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.result import TrainResult
-from tunesmith.train.setup import RunContext, load_trainable_model, prepare_run
+from tunesmith.train.prepare import RunContext, load_trainable_model, prepare_run
 
 # TRL log keys -> metrics.jsonl names (rewards/<name>/mean and /std keep their names).
 GRPO_METRIC_KEYS = {
@@ -88,7 +88,7 @@ class GRPOMethod(TrainingMethod):
 
     def result(self, ctx: RunContext, trainer, output, seconds: float) -> GRPOTrainResult:
         result = base_result(ctx, trainer, seconds)
-        return GRPOTrainResult(**vars(result), rewards=reward_trend(ctx.run, self.rewards))
+        return GRPOTrainResult(**vars(result), rewards=reward_trend(ctx.run_dir, self.rewards))
 
     def summary(self, result: GRPOTrainResult) -> dict:
         return {**super().summary(result), "rewards": result.rewards}
@@ -96,7 +96,7 @@ class GRPOMethod(TrainingMethod):
 
 def grpo_callbacks(ctx) -> list[TrainerCallback]:
     """The shared callbacks, with the metrics.jsonl writer swapped for one that keeps the GRPO numbers."""
-    metrics = GRPOMetricsCallback(ctx.run)
+    metrics = GRPOMetricsCallback(ctx.run_dir)
     swap = {MetricsCallback: metrics, RichProgressCallback: GRPOProgressCallback(metrics)}
     return [next((new for kind, new in swap.items() if isinstance(cb, kind)), cb) for cb in standard_callbacks(ctx)]
 

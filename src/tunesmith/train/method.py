@@ -29,7 +29,7 @@ What each step may rely on and must do:
 - `finish(ctx, trainer, output, seconds) -> TrainResult`. Default: saves trainer.model + tokenizer to final/
   atomically, records steps / tokens / last train loss in manifest.json (`finish_run`) and returns a
   TrainResult; override `result(ctx, trainer, output, seconds)` to return a richer one.
-Write run files only through ctx.run (tunesmith/run_dir.py): final/ must hold a loadable model or peft
+Write run files only through ctx.run_dir (tunesmith/run_dir.py): final/ must hold a loadable model or peft
 adapter plus the tokenizer, so that eval, report, generate and export work on any method's run unchanged.
 """
 
@@ -40,9 +40,9 @@ from typing import Any
 
 from tunesmith.config.schema import Config
 from tunesmith.train.callbacks import save_model_atomically
-from tunesmith.train.common import run_trainer
+from tunesmith.train.trainer_setup import run_trainer
 from tunesmith.train.result import TrainResult
-from tunesmith.train.setup import RunContext, finish_run, load_trainable_model, prepare_run
+from tunesmith.train.prepare import RunContext, finish_run, load_trainable_model, prepare_run
 
 
 class TrainingMethod:
@@ -62,7 +62,7 @@ class TrainingMethod:
         return run_trainer(trainer, ctx)
 
     def finish(self, ctx: RunContext, trainer, output, seconds: float) -> TrainResult:
-        save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
+        save_model_atomically(trainer.model, ctx.tokenizer, ctx.run_dir.final)
         result = self.result(ctx, trainer, output, seconds)
         finish_run(ctx, **self.summary(result))
         return result
@@ -86,9 +86,9 @@ def run_method(method: TrainingMethod, config: Config, resume: bool = False) -> 
 
 def base_result(ctx: RunContext, trainer, seconds: float) -> TrainResult:
     """The numbers every method reports: steps, real tokens, the last logged train loss, where final/ is."""
-    losses = [row["loss"] for row in ctx.run.read_metrics() if "loss" in row]
+    losses = [row["loss"] for row in ctx.run_dir.read_metrics() if "loss" in row]
     return TrainResult(
-        run_dir=ctx.run.root, final_dir=ctx.run.final, steps=trainer.state.global_step,
+        run_dir=ctx.run_dir.root, final_dir=ctx.run_dir.final, steps=trainer.state.global_step,
         train_loss=losses[-1] if losses else None, best_val_loss=None,
         tokens=int(trainer.state.num_input_tokens_seen), seconds=seconds, model=trainer.model,
     )

@@ -17,10 +17,10 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback
-from tunesmith.train.common import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
+from tunesmith.train.trainer_setup import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.result import TrainResult
-from tunesmith.train.setup import RunContext, write_manifest
+from tunesmith.train.prepare import RunContext, write_manifest
 from tunesmith.train.varlen_attention import restore_sdpa, use_varlen_attention
 
 
@@ -61,7 +61,7 @@ class SFTMethod(TrainingMethod):
         best = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BestCallback)), None)
         result = base_result(ctx, trainer, seconds)
         result.best_val_loss = best.best if best else None
-        result.best_dir = ctx.run.best if ctx.run.best.exists() else None
+        result.best_dir = ctx.run_dir.best if ctx.run_dir.best.exists() else None
         result.stopped_early = any(row.get("early_stopping") for row in trainer.state.log_history)
         result.train_seconds = output.metrics.get("train_runtime")
         return result

@@ -4,7 +4,7 @@ A method's entry point reads:
 
     ctx = prepare_run(config, resume=resume)   # run dir, splits saved, config.yaml, manifest start
     load_trainable_model(ctx)                  # ctx.tokenizer, ctx.model (adapters added or init_from continued)
-    ...train ctx.model on ctx.splits, writing checkpoints under ctx.run.checkpoints...
+    ...train ctx.model on ctx.splits, writing checkpoints under ctx.run_dir.checkpoints...
     finish_run(ctx, summary)                                 # manifest end time + summary, printed next steps
 
 Layout and rules:
@@ -46,7 +46,7 @@ class RunContext:
     """Everything a training method needs, prepared the same way for SFT and GRPO."""
 
     config: Config
-    run: RunDir
+    run_dir: RunDir
     splits: dict[str, list[Example]]
     base_model: str  # loadable path or hub id (what manifest.json records)
     plan: DevicePlan
@@ -108,7 +108,7 @@ def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list
     """The processed splits: reread on resume (same data, same order), else prepared and saved."""
     if resume and run.split_file("train").exists():
         return {s: read_jsonl(run.split_file(s)) if run.split_file(s).exists() else [] for s in SPLITS}
-    from tunesmith.data.pipeline import prepare_splits
+    from tunesmith.data.splits import prepare_splits
 
     splits = prepare_splits(config)
     if not splits["train"]:
@@ -123,12 +123,12 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
     """Write manifest.json: versions, git commit, data fingerprints, seed, device, times (+ `extra`)."""
     if not is_main_process():
         return
-    manifest = ctx.run.read_manifest() if not start or ctx.resume_from else Manifest()
+    manifest = ctx.run_dir.read_manifest() if not start or ctx.resume_from else Manifest()
     if start:
         manifest.update(
             method=ctx.config.method, mode=ctx.config.train.mode, base_model=ctx.base_model, seed=ctx.config.run.seed,
             device=ctx.plan.device, precision=ctx.plan.precision, packages=package_versions(),
-            python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run),
+            python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run_dir),
         )
         if ctx.config.train.init_from:
             manifest.init_from = ctx.config.train.init_from
@@ -136,7 +136,7 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
         if ctx.resume_from:
             manifest.resumes = [*(manifest.resumes or []), {"time": _now(), "from": str(ctx.resume_from)}]
     manifest.update(**extra)
-    ctx.run.write_manifest(manifest)
+    ctx.run_dir.write_manifest(manifest)
 
 
 def finish_run(ctx: RunContext, **summary: Any) -> None:

@@ -13,7 +13,7 @@ import os
 
 from tunesmith.errors import TrainingError
 from tunesmith.train.callbacks import BestCallback, CheckpointCallback, MetricsCallback, RichProgressCallback, truncate_metrics
-from tunesmith.train.setup import RunContext, activation_checkpointing, world_size
+from tunesmith.train.prepare import RunContext, activation_checkpointing, world_size
 
 
 class NonFiniteLoss(Exception):
@@ -32,7 +32,7 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
     t, plan = ctx.config.train, ctx.plan
     eval_steps = t.eval_steps or t.save_steps
     return dict(
-        output_dir=str(ctx.run.checkpoints),  # checkpoint-N here is the temporary name; see CheckpointCallback
+        output_dir=str(ctx.run_dir.checkpoints),  # checkpoint-N here is the temporary name; see CheckpointCallback
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
@@ -75,12 +75,12 @@ def _external_trackers(ctx: RunContext) -> list[str]:
 
 def standard_callbacks(ctx: RunContext) -> list:
     """metrics.jsonl, rich progress, atomic step-N checkpoints, best/ + early stopping, TensorBoard."""
-    metrics = MetricsCallback(ctx.run)
+    metrics = MetricsCallback(ctx.run_dir)
     callbacks = [
         metrics,
         RichProgressCallback(metrics),
-        CheckpointCallback(ctx.run, ctx.config.train.save_total_limit),
-        BestCallback(ctx.run, ctx.config.train.early_stopping_patience),
+        CheckpointCallback(ctx.run_dir, ctx.config.train.save_total_limit),
+        BestCallback(ctx.run_dir, ctx.config.train.early_stopping_patience),
     ]
     tracking = ctx.config.tracking
     if tracking.project:
@@ -95,7 +95,7 @@ def _tensorboard_callback(ctx: RunContext):
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(ctx.run.tensorboard)))
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(ctx.run_dir.tensorboard)))
 
 
 def check_launch(args, launched: int | None = None) -> None:
@@ -115,7 +115,7 @@ def run_trainer(trainer, ctx: RunContext):
 
     resume = str(ctx.resume_from) if ctx.resume_from else None
     if ctx.resume_from:
-        truncate_metrics(ctx.run, int(ctx.resume_from.name[5:]))
+        truncate_metrics(ctx.run_dir, int(ctx.resume_from.name[5:]))
     try:
         return trainer.train(resume_from_checkpoint=resume)
     except NonFiniteLoss as exc:
@@ -129,7 +129,7 @@ def run_trainer(trainer, ctx: RunContext):
 
 
 def _nan_message(ctx: RunContext, what: str) -> str:
-    last = ctx.run.latest_checkpoint()
+    last = ctx.run_dir.latest_checkpoint()
     kept = f"the last good checkpoint is kept at {last} (continue with --resume)" if last else "no checkpoint was written before it"
     return f"training stopped: {what}; {kept}"
 
