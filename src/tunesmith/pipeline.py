@@ -12,7 +12,12 @@ from pathlib import Path
 from tunesmith.config.load import load_config
 from tunesmith.config.schema import Config
 from tunesmith.config.smoke import smoke as smoke_config
+from tunesmith.data.check import check_config
 from tunesmith.errors import DataError
+from tunesmith.eval.evaluate import evaluate
+from tunesmith.export.export_run import export_run
+from tunesmith.report.build import build_report
+from tunesmith.train.api import train
 
 
 @dataclass
@@ -26,10 +31,6 @@ class PipelineResult:
 
 def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print) -> PipelineResult:
     """Run every stage a config asks for, stopping at the first stage that fails."""
-    from tunesmith.eval.evaluate import evaluate
-    from tunesmith.report.build import build_report
-    from tunesmith.train.api import train
-
     config = load_config(config_path, overrides)
     if smoke:
         config = smoke_config(config)
@@ -70,8 +71,6 @@ class _Clock:
 
 def _check_data(config: Config, config_path, echo) -> None:
     """Stop before training on real problems; duplicates only warn when data.clean.dedup drops them anyway."""
-    from tunesmith.data.check import check_config
-
     report = check_config(config)
     blocking = [p for p in report.problems if not (p.kind == "duplicate" and config.data.clean.dedup)]
     for problem in blocking[:20]:
@@ -89,8 +88,6 @@ def _check_data(config: Config, config_path, echo) -> None:
 def _export(run_dir: Path, outcome: PipelineResult):
     """Export with the config's settings; without the optional llama.cpp extra, merge only and say so."""
     import importlib.util
-
-    from tunesmith.export.export_run import export_run
 
     if importlib.util.find_spec("llama_cpp") is None:
         outcome.skipped.append('GGUF + parity (llama-cpp-python missing: pip install -e ".[export]")')

@@ -5,6 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from tunesmith.data.synth import write_intent_dataset
+from tunesmith.pipeline import run_pipeline
+
 DATA_DIR = Path("quickstart-data")
 
 
@@ -15,9 +18,6 @@ def quickstart_config_text() -> str:
 
 def run_quickstart(rows: int = 2000, overrides: list[str] | None = None, export: bool = True, echo=print):
     """Generate the data under ./quickstart-data, then data check -> train -> eval -> report -> export."""
-    from tunesmith.data.synth import write_intent_dataset
-    from tunesmith.pipeline import run_pipeline
-
     DATA_DIR.mkdir(exist_ok=True)
     data_file = write_intent_dataset(DATA_DIR / "intent.jsonl", rows=rows, seed=0, unique=True)
     written = sum(1 for _ in data_file.open(encoding="utf-8"))

@@ -15,9 +15,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tunesmith.data.formats import DETECT_ROWS, FORMAT_KEYS, ROLES, SHAREGPT_TAGS, TURN_KEYS, FormatSpec, candidate_formats, rename_columns, to_internal
-from tunesmith.data.sources import list_files
+from tunesmith.config.load import load_config
+from tunesmith.config.schema import ModelConfig
+from tunesmith.data.formats import (
+    DETECT_ROWS,
+    FORMAT_KEYS,
+    ROLES,
+    SHAREGPT_TAGS,
+    TURN_KEYS,
+    FormatSpec,
+    candidate_formats,
+    rename_columns,
+    to_internal,
+)
+from tunesmith.data.sources import hub_rows, list_files, looks_like_config, resolve_source
+from tunesmith.data.stats import count_tokens
 from tunesmith.errors import DataError
+from tunesmith.model.load import is_tiny, tokenizer_for
 
 MAX_KEPT = 1000
 
@@ -236,8 +250,6 @@ class RowChecker:
             self._check_length(line, row)
 
     def _check_length(self, line: int, row: dict) -> None:
-        from tunesmith.data.stats import count_tokens
-
         try:
             example = to_internal(row, self.full_spec, self.format)
         except DataError:
@@ -339,11 +351,6 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
     Rows longer than data.max_length are reported when the model's tokenizer can be loaded; `tiny:` models
     are skipped there because their tokenizer is trained from the run's data at training time.
     """
-    from tunesmith.config.load import load_config
-    from tunesmith.data.sources import hub_rows, resolve_source
-    from tunesmith.model.load import tokenizer_for
-    from tunesmith.model.load import is_tiny
-
     if not hasattr(config, "data"):
         config = load_config(config, overrides)
     length = None
@@ -369,10 +376,6 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
 def check_target(target: str, fmt: str = "auto", model: str | None = None, max_length: int = 1024, chat_template: str = "auto",
                  overrides: list[str] | None = None) -> CheckResult:
     """`data check` on a data file/folder or a config file (YAML, or JSON holding config sections)."""
-    from tunesmith.config.schema import ModelConfig
-    from tunesmith.data.sources import looks_like_config
-    from tunesmith.model.load import tokenizer_for
-
     path = Path(target)
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tunesmith.config.load import load_config
+from tunesmith.data.clean import texts_of
+from tunesmith.data.sources import looks_like_config
+from tunesmith.data.splits import load_sources
 from tunesmith.data.tokenize import IGNORE_INDEX, end_of_turn_tokens, render, tokenize_example
+from tunesmith.errors import DataError
+from tunesmith.model.load import tokenizer_for
 
 
 @dataclass
@@ -80,13 +86,6 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
                    overrides: list[str] | None = None) -> list[Preview]:
     """`data preview` on a config file (its model and loss settings) or a data file (needs --model)."""
     from pathlib import Path
-
-    from tunesmith.config.load import load_config
-    from tunesmith.data.clean import texts_of
-    from tunesmith.data.splits import load_sources
-    from tunesmith.data.sources import looks_like_config
-    from tunesmith.model.load import tokenizer_for
-    from tunesmith.errors import DataError
 
     path = Path(target)
     if not path.exists():

@@ -10,6 +10,13 @@ import bisect
 import math
 from dataclasses import asdict, dataclass, field
 
+from tunesmith.config.load import load_config
+from tunesmith.data.clean import texts_of
+from tunesmith.data.sources import looks_like_config
+from tunesmith.data.splits import load_sources, split_each
+from tunesmith.errors import DataError
+from tunesmith.model.load import tokenizer_for
+
 CUTS = (128, 256, 512, 1024, 2048, 4096)
 MULTIPLE = 64
 BATCH = 1000
@@ -147,8 +154,6 @@ def file_stats(path: str, model: str, chat_template: str = "auto", keep: float =
     """Stats of one file (or folder) read with the given model's tokenizer."""
     from pathlib import Path
 
-    from tunesmith.config.load import load_config
-
     config = load_config(data={"model": {"name_or_path": model, "chat_template": chat_template},
                                "data": {"sources": [{"path": str(Path(path)), "format": fmt}], "split": {"val": 0, "test": 0},
                                         "clean": {"dedup": False}}})  # a bare file is measured as it is
@@ -157,10 +162,6 @@ def file_stats(path: str, model: str, chat_template: str = "auto", keep: float =
 
 def config_stats(config, keep: float = 0.99) -> DataStats:
     """Stats of a config's sources (after cleaning) with its model's tokenizer and chat template."""
-    from tunesmith.data.clean import texts_of
-    from tunesmith.data.splits import load_sources, split_each
-    from tunesmith.model.load import tokenizer_for
-
     loaded = load_sources(config)
     per_source = split_each(loaded, config)
     examples = [ex for item in loaded for ex in item.examples]
@@ -200,10 +201,6 @@ def stats_target(target: str, model: str | None = None, chat_template: str | Non
                  overrides: list[str] | None = None) -> DataStats:
     """`data stats` on a config file (its model, unless --model overrides) or a data file (needs --model)."""
     from pathlib import Path
-
-    from tunesmith.config.load import load_config
-    from tunesmith.data.sources import looks_like_config
-    from tunesmith.errors import DataError
 
     if not 0 < keep <= 1:
         raise DataError(f"--keep {keep}: must be a share in (0, 1], e.g. 0.99")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tunesmith.data.example import Example
 from tunesmith.errors import DataError
+from tunesmith.model.templates import END_OF_TURN
 
 IGNORE_INDEX = -100
 
@@ -87,8 +88,6 @@ def _split_end_of_turn(tokenizer, rendered_turn: str, content: str) -> tuple[str
 
 
 def end_of_turn_tokens(tokenizer) -> list[str]:
-    from tunesmith.model.templates import END_OF_TURN
-
     names = list(END_OF_TURN)
     if tokenizer.eos_token:
         names.append(tokenizer.eos_token)

@@ -7,8 +7,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunesmith.config.schema import GGUF_TYPES
+from tunesmith.data.tokenize import encode, prompt_ids, render
 from tunesmith.errors import ConfigError
-from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
+from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf, end_of_turn_token
+from tunesmith.export.merge import merge_run
+from tunesmith.export.ollama import modelfile, ollama_commands
+from tunesmith.export.parity import Prompt, check_format, require_exact
+from tunesmith.export.quantize import quantize, require_llama_cpp, tensor_type_counts
 from tunesmith.run_dir import RunDir, read_jsonl
 
 
@@ -29,16 +35,12 @@ class ExportResult:
 
 def export_run(run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True) -> ExportResult:
     """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json."""
-    from tunesmith.export.merge import merge_run
-
     run = RunDir.of(run_dir)
     run.require_finished()
     config = run.config()
     types = _gguf_types(config.export.gguf if gguf_types is None else gguf_types)
     result = ExportResult(out_dir=Path(out_dir or config.export.out_dir or run.export))
     if types:
-        from tunesmith.export.quantize import require_llama_cpp
-
         require_llama_cpp()  # fail before the slow steps, with the install command
     with tempfile.TemporaryDirectory() as tmp:
         merged_dir = result.out_dir / "merged" if merged else Path(tmp) / "merged"
@@ -53,8 +55,6 @@ def export_run(run_dir, gguf_types=None, out_dir=None, verify: bool = True, merg
 
 
 def _gguf_types(types) -> list[str]:
-    from tunesmith.config.schema import GGUF_TYPES
-
     chosen = [t.lower() for t in (types or []) if t and t.lower() != "none"]
     unknown = [t for t in chosen if t not in GGUF_TYPES]
     if unknown:
@@ -64,8 +64,6 @@ def _gguf_types(types) -> list[str]:
 
 def _write_ggufs(result: ExportResult, merged_dir: Path, tokenizer, types: list[str], name: str, tmp: Path) -> None:
     """Float types are written directly; quantized ones come from an f16 file through llama.cpp."""
-    from tunesmith.export.quantize import quantize, tensor_type_counts
-
     for gguf_type in [t for t in types if t in FLOAT_TYPES]:
         path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, tokenizer, name)
         result.gguf_files[gguf_type] = path
@@ -87,8 +85,6 @@ def _system_prompt(config) -> str | None:
 
 
 def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, primary: str) -> None:
-    from tunesmith.export.ollama import modelfile, ollama_commands
-
     probe = list(tokenizer("a", add_special_tokens=True)["input_ids"])
     add_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
     text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(config), config.data.max_length, add_bos)
@@ -100,9 +96,6 @@ def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, prima
 
 def verification_prompts(run: RunDir, tokenizer, count: int):
     """Up to `count` prompts from the run's test split, rendered through the run's chat template."""
-    from tunesmith.data.tokenize import encode, prompt_ids, render
-    from tunesmith.export.parity import Prompt
-
     path = run.split_file("test")
     rows = read_jsonl(path) if path.exists() else []
     prompts = []
@@ -125,9 +118,6 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
 def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None:
     """Parity of every GGUF with the merged HF model; f32/f16 must match, the rest report their rate."""
     import torch
-
-    from tunesmith.export.gguf import end_of_turn_token
-    from tunesmith.export.parity import check_format, require_exact
 
     model = model.float().eval()  # the reference is the merged model in full precision
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from tunesmith.errors import ExportError
+from tunesmith.model.templates import END_OF_TURN
 
 # HF architecture -> gguf arch name; Mistral is the llama graph (llama.cpp converts it the same way).
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
@@ -279,8 +280,6 @@ def _add_special_tokens(writer, tokenizer) -> None:
 
 def end_of_turn_token(tokenizer) -> str | None:
     """The special token the chat template closes an assistant turn with (None when it uses plain EOS)."""
-    from tunesmith.model.templates import END_OF_TURN
-
     template = tokenizer.chat_template or ""
     vocab = tokenizer.get_vocab()
     return next((t for t in END_OF_TURN if t in template and t in vocab), None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tunesmith.errors import ExportError
+from tunesmith.export.quantize import require_llama_cpp
 
 STRICT_TYPES = ("f32", "f16")  # these must reproduce the HF tokens exactly on tiny models
 
@@ -82,8 +83,6 @@ def gguf_greedy(llm, ids: list[int], n_tokens: int, stop_ids: set[int]) -> tuple
 
 def open_gguf(path: Path, n_ctx: int):
     """llama.cpp on one thread with an f32 KV cache, so only the file's weights differ from HF."""
-    from tunesmith.export.quantize import require_llama_cpp
-
     llama_cpp = require_llama_cpp()
     f32 = 0  # GGML_TYPE_F32; llama.cpp's default f16 cache alone moves logits by ~1e-2
     return llama_cpp.Llama(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tunesmith.data.tokenize import end_of_turn_tokens, prompt_ids, split_trailing_answer
 from tunesmith.errors import TunesmithError
-
+from tunesmith.model.device import pick_device
+from tunesmith.model.from_run import load_base, load_tuned
 
 
 @dataclass
@@ -116,9 +117,6 @@ def generate(model, tokenizer, conversations: list[list[dict]], settings: Genera
 
 def load_for_generation(target: str | Path, base: bool = False):
     """(model, tokenizer) of a run directory (tuned, or its base) or a plain model, on the best device."""
-    from tunesmith.model.device import pick_device
-    from tunesmith.model.from_run import load_base, load_tuned
-
     model, tokenizer = load_base(target) if base else load_tuned(target)
     model.to(pick_device("auto"))
     model.eval()

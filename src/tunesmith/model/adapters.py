@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
+from tunesmith.model.dropout import FastDropout
 from tunesmith.model.from_run import is_adapter
 from tunesmith.run_dir import RunDir
 
@@ -110,8 +111,6 @@ def continue_from_run(model, config: Config, activation_checkpointing: bool = Fa
 def use_fast_dropout(model) -> int:
     """Swap the LoRA layers' nn.Dropout modules for FastDropout; returns how many were swapped."""
     import torch
-
-    from tunesmith.model.dropout import FastDropout
 
     swapped = 0
     for module in model.modules():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunesmith.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DevicePlan:
@@ -32,8 +34,6 @@ def pick_device(requested: str = "auto") -> str:
 def plan_device(device: str = "auto", precision: str = "auto") -> DevicePlan:
     """Resolve `train.device` / `train.precision`; invalid pairs raise a ConfigError."""
     import torch
-
-    from tunesmith.errors import ConfigError
 
     dev = pick_device(device)
     if dev == "cuda" and not torch.cuda.is_available():

@@ -53,7 +53,8 @@ def build_tiny_model(
         raise ConfigError(f"unknown tiny architecture '{arch}'", hint=f"choose one of: {', '.join(ARCHITECTURES)}")
     if hidden % heads:
         raise ConfigError(f"tiny model: hidden ({hidden}) must be a multiple of heads ({heads})")
-    from tunesmith.model.load import quiet_progress_bars
+
+    from tunesmith.model.load import quiet_progress_bars  # lazy: model/load imports this module (tokenizer_for)
 
     quiet_progress_bars()
     out = Path(out_dir)

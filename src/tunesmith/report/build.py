@@ -10,7 +10,9 @@ from importlib import resources
 from pathlib import Path
 
 from tunesmith.config.schema import Config
+from tunesmith.data.stats import count_tokens
 from tunesmith.errors import TunesmithError
+from tunesmith.model.from_run import load_run_tokenizer
 from tunesmith.report import plots
 from tunesmith.run_dir import Manifest, RunDir, read_jsonl
 
@@ -186,9 +188,6 @@ def _lengths(run: RunDir, examples: list[dict]) -> tuple[list[int], str]:
     if not examples:
         return [], "tokens"
     try:
-        from tunesmith.data.stats import count_tokens
-        from tunesmith.model.from_run import load_run_tokenizer
-
         return count_tokens(load_run_tokenizer(run), examples), "tokens"
     except (TunesmithError, OSError, ValueError, ImportError):
         # A report must still render when the tokenizer is gone (e.g. a copied run dir): count characters.

@@ -31,6 +31,7 @@ from typing import Any
 from tunesmith.config.load import save_config
 from tunesmith.config.schema import Config
 from tunesmith.data.example import Example
+from tunesmith.data.splits import prepare_splits
 from tunesmith.errors import ConfigError
 from tunesmith.model.adapters import trainable_model
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
@@ -108,7 +109,6 @@ def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list
     """The processed splits: reread on resume (same data, same order), else prepared and saved."""
     if resume and run.split_file("train").exists():
         return {s: read_jsonl(run.split_file(s)) if run.split_file(s).exists() else [] for s in SPLITS}
-    from tunesmith.data.splits import prepare_splits
 
     splits = prepare_splits(config)
     if not splits["train"]:
