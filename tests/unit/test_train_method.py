@@ -112,7 +112,7 @@ def test_only_config_smoke_interprets_smoke(tmp_path):
     assert smoke_readers(PACKAGE) == []
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "common.py").write_text("def steps(config, smoke):\n    return config.train.smoke_steps if smoke else 5\n")
-    assert smoke_readers(tmp_path) == ["train/trainer_setup.py:2"]
+    assert smoke_readers(tmp_path) == ["train/common.py:2"]
 
 
 def test_unknown_method_is_a_config_error():
