@@ -59,7 +59,7 @@ def test_yahoo_questions_twin(tmp_path, monkeypatch, capsys):
     sets = [f"data.sources.0.path={data}", "data.sources.0.name=null", "model.name_or_path=tiny:qwen2"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_train(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "qlora"
+    assert run.read_manifest().mode == "qlora"
     capsys.readouterr()
     out = tmp_path / "questions.jsonl"
     cli("generate", run.root, "--prompt", "Ask a question", "-n", "5", "--temperature", "0.9", "--max-new-tokens", "12", "--seed", "1", "--out", out)
@@ -75,7 +75,7 @@ def test_experimentation_qa_twin(tmp_path, monkeypatch):
     sets = ["model.name_or_path=tiny:llama"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_train(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "qlora"
+    assert run.read_manifest().mode == "qlora"
     cli("eval", run.root, "--limit", "2")
     metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
     assert {"loss", "perplexity", "rouge1", "rougeL"} <= set(metrics)
@@ -120,7 +120,7 @@ def test_meta_review_summary_twin_on_stories260k(tmp_path, monkeypatch, capsys):
     sets = [f"data.sources.0.path={data}", f"model.name_or_path={gguf}"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_train(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "full"
+    assert run.read_manifest().mode == "full"
     train_rows = read_jsonl(run.split_file("train"))
     assert all("<b>" not in m["content"] and "&" not in m["content"] for r in train_rows for m in r["messages"])
     cli("eval", run.root, "--limit", "2")
@@ -147,7 +147,7 @@ def test_finetome_then_gsm8k_twin(tmp_path, monkeypatch, capsys):
         "grpo.num_generations=2", "grpo.max_completion_length=8", "eval.max_new_tokens=8",
     ]
     grpo = smoke_train(EXAMPLES / "finetome-then-gsm8k" / "grpo.yaml", tmp_path, *grpo_sets)
-    assert grpo.read_manifest()["method"] == "grpo"
+    assert grpo.read_manifest().method == "grpo"
     cli("eval", grpo.root, "--limit", "2")
     metrics = json.loads((grpo.eval / "metrics.json").read_text())["metrics"]
     assert "numeric_accuracy" in metrics and {"base", "tuned", "delta"} <= set(metrics["numeric_accuracy"])
