@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from tunesmith.config.load import load_config
 from tunesmith.data.clean import texts_of
+from tunesmith.data.example import is_conversation
 from tunesmith.data.sources import looks_like_config
 from tunesmith.data.splits import load_sources, split_each
 from tunesmith.errors import DataError
@@ -57,7 +58,7 @@ def render_texts(tokenizer, examples: list[dict]) -> list[str]:
     """The exact training text of each example (chat template for conversations, the text itself otherwise)."""
     texts = []
     for example in examples:
-        if example.get("messages"):
+        if is_conversation(example):
             texts.append(tokenizer.apply_chat_template(example["messages"], tokenize=False))
         else:
             texts.append(example.get("text") or "")
@@ -70,7 +71,7 @@ def count_tokens(tokenizer, examples: list[dict]) -> list[int]:
     counts: list[int] = []
     for start in range(0, len(texts), BATCH):
         chunk = texts[start : start + BATCH]
-        is_text = [not ex.get("messages") for ex in examples[start : start + BATCH]]
+        is_text = [not is_conversation(ex) for ex in examples[start : start + BATCH]]
         plain = _encode_batch(tokenizer, chunk)
         counts += [len(ids) + (_text_extra(tokenizer, ids) if text else 0) for ids, text in zip(plain, is_text)]
     return counts

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunesmith.data.example import Example
+from tunesmith.data.example import Example, is_conversation
 from tunesmith.errors import DataError
 from tunesmith.model.templates import END_OF_TURN
 
@@ -137,7 +137,7 @@ def tokenize_text(tokenizer, text: str, max_length: int | None = None) -> Tokeni
 
 def tokenize_example(tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
     """An example in the internal shape: {'messages': [...]} or {'text': ...}."""
-    if example.get("messages"):
+    if is_conversation(example):
         return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length)
     return tokenize_text(tokenizer, example.get("text") or "", max_length)
 
@@ -178,7 +178,7 @@ def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int 
 
     digest = hashlib.sha256(repr((loss_on, max_length)).encode())
     for example in examples:
-        body = example["messages"] if example.get("messages") else example.get("text")
+        body = example["messages"] if is_conversation(example) else example.get("text")
         digest.update(json.dumps(body, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
 

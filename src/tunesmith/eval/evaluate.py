@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import Config
-from tunesmith.data.example import Example
+from tunesmith.data.example import Example, example_meta
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.outputs import write_outputs
@@ -50,7 +50,7 @@ def to_item(example: Example, reference_column: str | None, fallback_column: str
 
     A prompt-only row (GRPO data) is answered whole and scored against `fallback_column` of its meta.
     """
-    meta = example.get("meta") or {}
+    meta = example_meta(example)
     messages = example.get("messages") or []
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None:

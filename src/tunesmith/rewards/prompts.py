@@ -9,7 +9,7 @@ template, exactly as SFT does.
 from __future__ import annotations
 
 from tunesmith.config.schema import Config
-from tunesmith.data.example import Example
+from tunesmith.data.example import Example, example_meta
 from tunesmith.data.tokenize import split_trailing_answer
 from tunesmith.errors import DataError
 
@@ -19,7 +19,7 @@ RESERVED = ("prompt", "completion", "completion_ids")
 
 def grpo_row(example: Example, config: Config) -> dict:
     """One GRPO row: the prompt conversation plus the row's columns (meta) for the rewards."""
-    meta = dict(example.get("meta") or {})
+    meta = dict(example_meta(example))
     messages = example.get("messages") or []
     if messages:
         prompt, answer = split_trailing_answer(messages)
