@@ -176,6 +176,18 @@ class GRPOConfig(Section):
     reference_column: str = Field("answer", description="Column the rewards compare against.")
 
 
+class FSDPConfig(Section):
+    sharding: Literal["full", "hybrid"] = Field(
+        "full", description="full: shard over every process; hybrid: shard within a node, replicate across nodes."
+    )
+    cpu_offload: bool = Field(False, description="Keep sharded parameters and optimizer state in CPU memory between uses.")
+
+
+class DeepSpeedConfig(Section):
+    stage: Literal[2, 3] = Field(2, description="ZeRO stage: 2 shards gradients + optimizer state, 3 also the weights.")
+    offload: bool = Field(False, description="Offload optimizer state (and at stage 3 the weights) to CPU memory.")
+
+
 class TrainConfig(Section):
     mode: Literal["full", "lora", "qlora"] = Field("lora", description="Full fine-tune, LoRA, or QLoRA (4-bit base + LoRA).")
     epochs: float = Field(3, gt=0, description="Passes over the training split.")
@@ -198,6 +210,11 @@ class TrainConfig(Section):
         "auto", description="How examples share a batch: padding_free (flattened, kept apart; auto) or padded to the longest."
     )
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Device to train on.")
+    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="With several processes (--processes N): auto/ddp replicate the model, fsdp or deepspeed shard it."
+    )
+    fsdp: FSDPConfig = Field(default_factory=FSDPConfig, description="FSDP2 settings (train.distributed: fsdp).")
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig, description="DeepSpeed ZeRO settings (train.distributed: deepspeed).")
     logging_steps: int = Field(10, ge=1, description="Log metrics every N steps.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps (default: save_steps).")
     save_steps: int = Field(500, ge=1, description="Write a checkpoint every N steps.")

@@ -55,8 +55,11 @@ def lora_config(config: Config):
     )
 
 
-def add_adapters(model, config: Config, activation_checkpointing: bool = False):
-    """Wrap `model` for training: LoRA (lora/qlora) or all weights trainable (full)."""
+def add_adapters(model, config: Config, activation_checkpointing: bool = False, sharded: bool = False):
+    """Wrap `model` for training: LoRA (lora/qlora) or all weights trainable (full).
+
+    sharded (FSDP / ZeRO-3): skip prepare_model_for_kbit_training, whose fp32 upcast of norms and embeddings
+    breaks the one-dtype-per-shard-group rule (train/distributed.py)."""
     mode = config.train.mode
     if mode == "full":
         for p in model.parameters():
@@ -64,7 +67,7 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False):
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    if mode == "qlora":
+    if mode == "qlora" and not sharded:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
     try:
         model = get_peft_model(model, lora_config(config))
@@ -77,17 +80,17 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False):
     return model
 
 
-def trainable_model(model, config: Config, activation_checkpointing: bool = False):
+def trainable_model(model, config: Config, activation_checkpointing: bool = False, sharded: bool = False):
     """The loaded base ready to train: no KV cache, seeded new adapters (or all weights for full), or
-    train.init_from's run continued."""
+    train.init_from's run continued. `sharded`: see add_adapters."""
     from transformers import set_seed
 
     model.config.use_cache = False  # the cache would join padding-free examples that must stay apart
     set_seed(config.run.seed)  # adapter initialisation
     if config.train.init_from:
         return continue_from_run(model, config, activation_checkpointing)
-    model = add_adapters(model, config, activation_checkpointing)
-    if activation_checkpointing and config.train.mode == "lora":
+    model = add_adapters(model, config, activation_checkpointing, sharded=sharded)
+    if activation_checkpointing and (config.train.mode == "lora" or sharded):
         model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input with frozen embeddings
     return model
 

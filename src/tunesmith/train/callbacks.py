@@ -160,7 +160,7 @@ class BestCallback(TrainerCallback, ExportableState):
             return
         if self.best is None or loss < self.best:
             self.best, self.bad_evals = loss, 0
-            if state.is_world_process_zero and model is not None:
+            if model is not None:  # every rank: a sharded model is gathered collectively, rank 0 writes
                 save_model_atomically(model, processing_class, self.run.best)
         else:
             self.bad_evals += 1
@@ -175,17 +175,22 @@ class BestCallback(TrainerCallback, ExportableState):
 def save_model_atomically(model, tokenizer, folder: Path) -> None:
     """Save model (adapter or full) + tokenizer to `folder` via a temporary folder, so it is never half-written.
 
-    Only rank 0 writes under a multi-process launch (the weights are the same on every rank).
+    Call it on every rank: an FSDP-sharded model is first gathered into whole tensors (a collective step);
+    then only rank 0 writes (under DDP the weights are the same on every rank).
     """
+    from tunesmith.train.distributed import full_state_dict
+
+    model = getattr(model, "module", model)  # DDP wrapper
+    state_dict = full_state_dict(model)
     if not is_main_process():
         return
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model = getattr(model, "module", model)  # DDP wrapper
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+

@@ -25,6 +25,7 @@ from tunesmith.rewards.prompts import grpo_rows, reward_columns
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback
 from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, standard_callbacks
+from tunesmith.train.distributed import use_fsdp_on_cpu
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.result import TrainResult
 from tunesmith.train.prepare import RunContext, load_trainable_model, prepare_run
@@ -84,6 +85,7 @@ class GRPOMethod(TrainingMethod):
             callbacks=grpo_callbacks(ctx),
         )
         trainer.remove_callback(PrinterCallback)  # prints every log dict (40 GRPO keys); the progress bar shows them
+        use_fsdp_on_cpu(trainer)
         return trainer
 
     def result(self, ctx: RunContext, trainer, output, seconds: float) -> GRPOTrainResult:

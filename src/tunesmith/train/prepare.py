@@ -37,6 +37,7 @@ from tunesmith.model.adapters import trainable_model
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
 from tunesmith.model.device import DevicePlan, plan_device
 from tunesmith.run_dir import Manifest, RunDir, is_main_process, read_jsonl, write_jsonl
+from tunesmith.train.distributed import is_sharded
 
 SPLITS = ("train", "val", "test")
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "tokenizers")
@@ -75,7 +76,8 @@ def load_trainable_model(ctx: RunContext) -> None:
     """Set ctx.tokenizer and ctx.model: the base loaded for training and made trainable (model/adapters.py)."""
     ctx.tokenizer = tokenizer_for_run(ctx.config, ctx.base_model)
     base = load_base_model(ctx.config, ctx.base_model, ctx.plan)
-    ctx.model = trainable_model(base, ctx.config, activation_checkpointing(ctx))
+    sharded = is_sharded(ctx.config, world_size())  # FSDP / ZeRO: one dtype per shard group (train/distributed.py)
+    ctx.model = trainable_model(base, ctx.config, activation_checkpointing(ctx), sharded=sharded)
 
 
 def activation_checkpointing(ctx: RunContext) -> bool:

@@ -17,6 +17,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback
+from tunesmith.train.distributed import strategy, use_fsdp_on_cpu
 from tunesmith.train.trainer_setup import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.result import TrainResult
@@ -42,12 +43,14 @@ class SFTMethod(TrainingMethod):
         check_launch(args)
         varlen = batching == "padding_free" and use_varlen_attention(ctx.model)
         attention = "per-example sdpa" if varlen else ctx.model.config._attn_implementation
-        write_manifest(ctx, batching=batching, attention=attention, examples={"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated})
+        write_manifest(ctx, batching=batching, attention=attention, distributed=strategy(config, args.world_size),
+                       processes=args.world_size, examples={"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated})
         trainer = TokenCountingTrainer(
             model=ctx.model, args=args, train_dataset=train.dataset, eval_dataset=self.val_set,
             data_collator=Collator(batching, ctx.tokenizer), processing_class=ctx.tokenizer, callbacks=standard_callbacks(ctx),
         )
         trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl replace printed dicts
+        use_fsdp_on_cpu(trainer)
         return trainer
 
     def train(self, trainer, ctx: RunContext):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from tunesmith.errors import TrainingError
+from tunesmith.train.distributed import decoder_layer_classes, distributed_kwargs, is_sharded
 from tunesmith.train.callbacks import BestCallback, CheckpointCallback, MetricsCallback, RichProgressCallback, truncate_metrics
 from tunesmith.train.prepare import RunContext, activation_checkpointing, world_size
 
@@ -24,6 +25,8 @@ def optimizer_name(ctx: RunContext) -> str:
     choice = ctx.config.train.optimizer
     if choice != "auto":
         return choice
+    if is_sharded(ctx.config, world_size()):  # bitsandbytes' paged optimizer does not see sharded parameters
+        return "adamw_torch"
     return "paged_adamw_8bit" if ctx.config.train.mode == "qlora" and ctx.plan.device == "cuda" else "adamw_torch"
 
 
@@ -65,6 +68,7 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
         disable_tqdm=True,
         remove_unused_columns=False,
         restore_callback_states_from_checkpoint=True,
+        **distributed_kwargs(ctx.config, plan, decoder_layer_classes(ctx.model), world_size()),
     )
 
 
