@@ -17,6 +17,7 @@ from tunesmith.errors import DataError
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.export.export_run import export_run
 from tunesmith.report.build import build_report
+from tunesmith.tracking import log_report
 from tunesmith.train.api import train
 
 
@@ -43,6 +44,7 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
     outcome.metrics = evaluate(outcome.run_dir)
     clock.stage("[4/5] report")
     outcome.report = build_report(outcome.run_dir)
+    log_report(outcome.run_dir, outcome.report)  # to the run's MLflow run, when it has one
     if export and (config.export.gguf or config.export.merged):
         clock.stage("[5/5] export: merge, GGUF, Modelfile, parity check")
         outcome.export = _export(outcome.run_dir, outcome)

@@ -13,6 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tunesmith.report.build import build_report
 
+    from tunesmith.tracking import log_report
+
     path = build_report(args.run_dir, out=args.out)
     print(f"report written to {path}")
+    logged = log_report(args.run_dir, path)
+    if logged:
+        print(logged)
     return 0

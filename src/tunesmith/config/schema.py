@@ -257,6 +257,10 @@ class TrackingConfig(Section):
         default_factory=lambda: ["tensorboard"], description="Trackers; keys come from the environment only."
     )
     project: str | None = Field(None, description="W&B project / MLflow experiment name.")
+    uri: str | None = Field(None, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000 (default: MLflow's own).")
+    on_error: Literal["stop", "continue"] = Field(
+        "stop", description="A tracker that cannot start: stop before training, or continue without it (a warning)."
+    )
 
 
 class Config(BaseModel):

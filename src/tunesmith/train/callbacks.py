@@ -194,3 +194,45 @@ def save_model_atomically(model, tokenizer, folder: Path) -> None:
         shutil.rmtree(folder)
     os.replace(tmp, folder)
 
+
+class TrackerRunCallback(TrainerCallback):
+    """Record the W&B / MLflow run that transformers' integrations started (tracking.json) and add the
+    tunesmith config to its params. Runs after the integrations' own on_train_begin (user callbacks come last)."""
+
+    def __init__(self, run: RunDir, config_params: dict):
+        self.run = run
+        self.config_params = config_params
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from tunesmith.tracking import record_tracker_runs
+
+        runs = {}
+        if "mlflow" in args.report_to:
+            runs["mlflow"] = self._mlflow()
+        if "wandb" in args.report_to:
+            runs["wandb"] = self._wandb()
+        started = {k: v for k, v in runs.items() if v}
+        if started:  # a tracker dropped by tracking.on_error: continue leaves no record
+            record_tracker_runs(self.run.root, **started)
+
+    def _mlflow(self) -> dict | None:
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None:
+            return None
+        params = {f"tunesmith.{k}": str(v)[:500] for k, v in self.config_params.items()}
+        items = list(params.items())
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per call
+            mlflow.log_params(dict(items[start : start + 100]))
+        return {"run_id": active.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
+
+    def _wandb(self) -> dict | None:
+        import wandb
+
+        if wandb.run is None:
+            return None
+        wandb.run.config.update({"tunesmith": self.config_params}, allow_val_change=True)
+        return {"run_id": wandb.run.id, "dir": str(wandb.run.dir), "mode": os.environ.get("WANDB_MODE", "online")}

@@ -13,7 +13,14 @@ import os
 
 from tunesmith.errors import TrainingError
 from tunesmith.train.distributed import decoder_layer_classes, distributed_kwargs, is_sharded
-from tunesmith.train.callbacks import BestCallback, CheckpointCallback, MetricsCallback, RichProgressCallback, truncate_metrics
+from tunesmith.train.callbacks import (
+    BestCallback,
+    CheckpointCallback,
+    MetricsCallback,
+    RichProgressCallback,
+    TrackerRunCallback,
+    truncate_metrics,
+)
 from tunesmith.train.prepare import RunContext, activation_checkpointing, world_size
 
 
@@ -73,8 +80,11 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
 
 
 def _external_trackers(ctx: RunContext) -> list[str]:
-    """wandb / mlflow as transformers integrations (TensorBoard is ours, writing to run/tensorboard)."""
-    return [r for r in ctx.config.tracking.report_to if r not in ("tensorboard", "none")]
+    """wandb / mlflow as transformers integrations (TensorBoard is ours, writing to run/tensorboard); each
+    checked here, before training, so one that cannot start stops the run or is dropped (tracking.on_error)."""
+    from tunesmith.tracking import usable_trackers
+
+    return usable_trackers(ctx.config, ctx.run.root)
 
 
 def standard_callbacks(ctx: RunContext) -> list:
@@ -92,7 +102,26 @@ def standard_callbacks(ctx: RunContext) -> list:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", tracking.project)
     if "tensorboard" in tracking.report_to:
         callbacks.append(_tensorboard_callback(ctx))
+    if any(t in tracking.report_to for t in ("wandb", "mlflow")):
+        callbacks.append(TrackerRunCallback(ctx.run, _flat_config(ctx.config)))
     return callbacks
+
+
+def _flat_config(config) -> dict:
+    """The config as dotted keys (train.learning_rate: 0.0002), for a tracker's params."""
+    from tunesmith.config.load import config_to_dict
+
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value
+
+    walk("", config_to_dict(config))
+    return flat
 
 
 def _tensorboard_callback(ctx: RunContext):
