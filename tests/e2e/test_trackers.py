@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.data.synth import write_intent_dataset
-from tunesmith.train.run_dir import RunDir
+from tunesmith.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[2] / "src"
