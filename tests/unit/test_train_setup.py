@@ -96,7 +96,9 @@ def test_precision_and_defaults_by_device(tmp_path):
     assert optimizer_name(gpu) == "paged_adamw_8bit"
 
 
-def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path):
+def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B without a key is refused before training (tunesmith/tracking.py)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     config = config_at(tmp_path, train={"smoke_steps": 3}, tracking={"report_to": ["tensorboard", "wandb"]})
     kwargs = common_training_kwargs(ctx_for(smoke(config)))
     assert (kwargs["max_steps"], kwargs["save_strategy"], kwargs["report_to"]) == (3, "no", "none")

@@ -187,7 +187,7 @@ def save_model_atomically(model, tokenizer, folder: Path) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, state_dict=state_dict)
+    model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     if folder.exists():

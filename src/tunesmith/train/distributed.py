@@ -143,7 +143,7 @@ def full_state_dict(model) -> dict | None:
     """The whole weights of an FSDP2-sharded model on rank 0 (collective: call on every rank); None if not sharded."""
     from torch.distributed.tensor import DTensor
 
-    if not any(isinstance(p, DTensor) for p in model.parameters()):
+    if not any(isinstance(p, DTensor) for p in getattr(model, "parameters", list)()):
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
