@@ -222,7 +222,7 @@ def tunesmith_grpo(plan: Plan, model_dir: Path, rows: list[dict]) -> dict:
 
 
 def export(run_dir: Path) -> dict:
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     with Meter("cpu") as meter:
         result = export_run(run_dir, gguf_types=["f16"])

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 
 from tunesmith.config import load_config
+from tunesmith.config.smoke import smoke
 from tunesmith.errors import ConfigError, TrainingError
 from tunesmith.model.device import DevicePlan
-from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
-from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, oom_hint, optimizer_name
 from tunesmith.run_dir import RunDir
+from tunesmith.train.callbacks import CheckpointCallback, truncate_metrics
 from tunesmith.train.prepare import RunContext, open_run_dir
-from tunesmith.config.smoke import smoke
+from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, oom_hint, optimizer_name
 
 
 def config_at(tmp_path, **sections):

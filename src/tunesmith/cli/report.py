@@ -12,7 +12,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tunesmith.report.build import build_report
-
     from tunesmith.tracking import log_report
 
     path = build_report(args.run_dir, out=args.out)

@@ -24,11 +24,11 @@ from tunesmith.rewards.build import Reward, RewardError, build_rewards, to_trl
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import MetricsCallback, RichProgressCallback
-from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, standard_callbacks
 from tunesmith.train.distributed import use_fsdp_on_cpu
 from tunesmith.train.method import TrainingMethod, base_result
-from tunesmith.train.result import TrainResult
 from tunesmith.train.prepare import RunContext, load_trainable_model, prepare_run
+from tunesmith.train.result import TrainResult
+from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, standard_callbacks
 
 # TRL log keys -> metrics.jsonl names (rewards/<name>/mean and /std keep their names).
 GRPO_METRIC_KEYS = {

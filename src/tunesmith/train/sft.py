@@ -18,10 +18,16 @@ from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback
 from tunesmith.train.distributed import strategy, use_fsdp_on_cpu
-from tunesmith.train.trainer_setup import NonFiniteLoss, check_launch, common_training_kwargs, run_trainer, standard_callbacks
 from tunesmith.train.method import TrainingMethod, base_result
-from tunesmith.train.result import TrainResult
 from tunesmith.train.prepare import RunContext, write_manifest
+from tunesmith.train.result import TrainResult
+from tunesmith.train.trainer_setup import (
+    NonFiniteLoss,
+    check_launch,
+    common_training_kwargs,
+    run_trainer,
+    standard_callbacks,
+)
 from tunesmith.train.varlen_attention import restore_sdpa, use_varlen_attention
 
 

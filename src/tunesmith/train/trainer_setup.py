@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 from tunesmith.errors import TrainingError
-from tunesmith.train.distributed import decoder_layer_classes, distributed_kwargs, is_sharded
 from tunesmith.train.callbacks import (
     BestCallback,
     CheckpointCallback,
@@ -21,6 +20,7 @@ from tunesmith.train.callbacks import (
     TrackerRunCallback,
     truncate_metrics,
 )
+from tunesmith.train.distributed import decoder_layer_classes, distributed_kwargs, is_sharded
 from tunesmith.train.prepare import RunContext, activation_checkpointing, world_size
 
 
@@ -84,7 +84,7 @@ def _external_trackers(ctx: RunContext) -> list[str]:
     checked here, before training, so one that cannot start stops the run or is dropped (tracking.on_error)."""
     from tunesmith.tracking import usable_trackers
 
-    return usable_trackers(ctx.config, ctx.run.root)
+    return usable_trackers(ctx.config, ctx.run_dir.root)
 
 
 def standard_callbacks(ctx: RunContext) -> list:
@@ -103,7 +103,7 @@ def standard_callbacks(ctx: RunContext) -> list:
     if "tensorboard" in tracking.report_to:
         callbacks.append(_tensorboard_callback(ctx))
     if any(t in tracking.report_to for t in ("wandb", "mlflow")):
-        callbacks.append(TrackerRunCallback(ctx.run, _flat_config(ctx.config)))
+        callbacks.append(TrackerRunCallback(ctx.run_dir, _flat_config(ctx.config)))
     return callbacks
 
 
