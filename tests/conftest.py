@@ -14,6 +14,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # tokenized-split cache of the test session, not the user's ~/.cache/tunesmith
 os.environ.setdefault("TUNESMITH_CACHE", tempfile.mkdtemp(prefix="tunesmith-test-cache-"))
+# llama.cpp's converter (fetched once from the llama-cpp-python sdist) is kept across sessions, as for a user
+os.environ.setdefault("TUNESMITH_CONVERTER_CACHE", str(Path.home() / ".cache" / "tunesmith"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

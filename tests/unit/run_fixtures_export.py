@@ -19,6 +19,7 @@ def make_lora_run(
     chat_template: str = "auto",
     system_prompt: str | None = None,
     seed: int = 0,
+    target_modules: list[str] | str = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj"),
 ) -> Path:
     """A finished LoRA run on `base` (folder or .gguf) with a random adapter, config, manifest and test split."""
     import torch
@@ -45,7 +46,7 @@ def make_lora_run(
     torch.manual_seed(seed)
     model = get_peft_model(
         load_model(str(base), dtype=torch.float32),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]),
+        LoraConfig(r=4, lora_alpha=8, target_modules=target_modules if isinstance(target_modules, str) else list(target_modules)),
     )
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -9,7 +9,6 @@ import pytest
 from tests.conftest import shared_path
 from tests.unit.run_fixtures_export import make_lora_run
 from tunesmith.errors import ExportError
-from tunesmith.export.gguf import architecture
 from tunesmith.export.ollama import go_template, modelfile, turn_format
 from tunesmith.model.templates import builtin_template
 
@@ -39,14 +38,6 @@ def test_gguf_without_llama_cpp_says_what_to_install(tiny_qwen2, tmp_path, monke
     assert "need llama-cpp-python, which is not installed" in text
     assert "pip install 'tunesmith[export]'" in text and "pip install 'llama-cpp-python>=0.3.9,<0.4'" in text
     assert not (run / "export" / "merged").exists()  # failed before the slow steps
-
-
-def test_unsupported_architecture_names_the_supported_ones():
-    with pytest.raises(ExportError) as err:
-        architecture({"architectures": ["GPT2LMHeadModel"]})
-    assert "does not support the architecture GPT2LMHeadModel" in str(err.value)
-    assert "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM" in str(err.value)
-    assert architecture({"architectures": ["MistralForCausalLM"]}) == "llama"
 
 
 def test_chatml_modelfile_matches_training_template(qwen_tokenizer):

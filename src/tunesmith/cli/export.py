@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GGUF types to write: f32 f16 bf16 q8_0 q6_k q5_k_m q5_0 q4_k_m q4_0, or none (default: config export.gguf).",
     )
     parser.add_argument("--out", default=None, help="Output folder (default: config export.out_dir, else RUN_DIR/export).")
+    parser.add_argument(
+        "--adapter-gguf", action=argparse.BooleanOptionalAction, default=None,
+        help="Also write the base GGUF + the LoRA as a GGUF beside it, and Modelfile.adapter with ADAPTER "
+        "(default: config export.adapter_gguf).",
+    )
     parser.add_argument("--no-verify", action="store_true", help="Skip the llama.cpp vs HF parity check.")
 
 
@@ -27,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir.require_finished()
     config = run_dir.config().export
     merged = config.merged if args.merged is None else args.merged
-    result = export_run(run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged)
+    result = export_run(
+        run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged,
+        adapter_gguf=args.adapter_gguf,
+    )
     _print(result)
     return 0
 
@@ -43,6 +51,10 @@ def _print(result) -> None:
             f"parity {gguf_type}: {summary['match_rate']:.0%} of prompts identical, "
             f"step-0 max logit diff {summary['max_logit_diff']:.2e}, tokenization {summary['tokenization_match_rate']:.0%}"
         )
+    for role, path in result.adapter_files.items():
+        print(f"adapter gguf {role}: {path}")
+    if result.converter:
+        print(f"converted by: {result.converter}")
     if result.parity_file:
         print(f"parity report: {result.parity_file}")
     if result.modelfile:
@@ -50,3 +62,5 @@ def _print(result) -> None:
         print(f"Modelfile: {result.modelfile}  (chat template: {result.template_family}){note}")
         for command in result.ollama_commands:
             print(f"  {command}")
+    if result.adapter_modelfile:
+        print(f"Modelfile with ADAPTER: {result.adapter_modelfile}")

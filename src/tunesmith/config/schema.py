@@ -245,6 +245,7 @@ class EvalConfig(Section):
 class ExportConfig(Section):
     merged: bool = Field(True, description="Merge the adapter into the base and save safetensors.")
     gguf: list[Literal[GGUF_TYPES]] = Field(default_factory=lambda: ["q4_k_m"], description="GGUF types to write.")  # type: ignore[valid-type]
+    adapter_gguf: bool = Field(False, description="Also write the base as GGUF + the LoRA as a GGUF and Modelfile.adapter (ADAPTER).")
     verify: bool = Field(True, description="Prove each GGUF answers like the HF model in llama.cpp.")
     verify_prompts: int = Field(5, ge=1, description="Prompts from the test split used by the parity check.")
     verify_tokens: int = Field(32, ge=1, description="Greedy tokens compared per prompt.")

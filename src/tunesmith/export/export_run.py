@@ -1,4 +1,4 @@
-"""`export_run`: merge -> GGUF (f32/f16/bf16 written here, others quantized by llama.cpp) -> Modelfile -> parity."""
+"""`export_run`: merge -> GGUF (llama.cpp's converter, then its quantizer) -> Modelfile -> parity."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from tunesmith.config.schema import GGUF_TYPES
 from tunesmith.data.tokenize import encode, prompt_ids, render
 from tunesmith.errors import ConfigError
+from tunesmith.export.adapter import write_adapter_gguf, write_adapter_modelfile
+from tunesmith.export.converter import converter_dir, converter_name
 from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf, end_of_turn_token
 from tunesmith.export.merge import merge_run
 from tunesmith.export.ollama import modelfile, ollama_commands
@@ -31,27 +33,47 @@ class ExportResult:
     parity: dict[str, dict] = field(default_factory=dict)  # gguf type -> summary (match_rate, max_logit_diff)
     parity_file: Path | None = None
     ollama_commands: list[str] = field(default_factory=list)
+    adapter_files: dict[str, Path] = field(default_factory=dict)  # "base" (f16 GGUF) and "lora" (LoRA GGUF)
+    adapter_modelfile: Path | None = None
+    converter: str | None = None  # which llama.cpp converter wrote the GGUF files
 
 
-def export_run(run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True) -> ExportResult:
-    """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json."""
+def export_run(
+    run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True, adapter_gguf: bool | None = None
+) -> ExportResult:
+    """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json;
+    with `adapter_gguf`, also the base GGUF + LoRA GGUF pair and Modelfile.adapter."""
     run = RunDir.of(run_dir)
     run.require_finished()
     config = run.config()
     types = _gguf_types(config.export.gguf if gguf_types is None else gguf_types)
+    adapter_gguf = config.export.adapter_gguf if adapter_gguf is None else adapter_gguf
     result = ExportResult(out_dir=Path(out_dir or config.export.out_dir or run.export))
-    if types:
-        require_llama_cpp()  # fail before the slow steps, with the install command
+    if types or adapter_gguf:
+        _require_converter(result)  # fail before the slow steps, with what to install or fetch
     with tempfile.TemporaryDirectory() as tmp:
         merged_dir = result.out_dir / "merged" if merged else Path(tmp) / "merged"
         model, tokenizer = merge_run(run.root, merged_dir)
         result.merged_dir = merged_dir if merged else None
         if types:
-            _write_ggufs(result, merged_dir, tokenizer, types, config.run.name, Path(tmp))
+            _write_ggufs(result, merged_dir, types, config.run.name, Path(tmp))
             _write_modelfile(result, run, config, tokenizer, types[0])
-            if verify:
-                _verify(result, run, model, tokenizer, config)
+        if adapter_gguf:
+            _write_adapter(result, run, config, tokenizer, Path(tmp))
+        if verify and (types or adapter_gguf):
+            _verify(result, run, model, tokenizer, config)
     return result
+
+
+def _require_converter(result: ExportResult) -> None:
+    require_llama_cpp()
+    converter_dir()
+    result.converter = converter_name()
+
+
+def _write_adapter(result: ExportResult, run: RunDir, config, tokenizer, tmp: Path) -> None:
+    write_adapter_gguf(result, run, config, tmp)
+    write_adapter_modelfile(result, tokenizer, _system_prompt(config), config.data.max_length, _adds_bos(tokenizer))
 
 
 def _gguf_types(types) -> list[str]:
@@ -62,16 +84,16 @@ def _gguf_types(types) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _write_ggufs(result: ExportResult, merged_dir: Path, tokenizer, types: list[str], name: str, tmp: Path) -> None:
-    """Float types are written directly; quantized ones come from an f16 file through llama.cpp."""
+def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name: str, tmp: Path) -> None:
+    """Float types come from llama.cpp's converter; quantized ones from its f16 file through llama.cpp's quantizer."""
     for gguf_type in [t for t in types if t in FLOAT_TYPES]:
-        path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, tokenizer, name)
+        path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, name)
         result.gguf_files[gguf_type] = path
         result.tensor_types[gguf_type] = tensor_type_counts(path)
     quantized = [t for t in types if t not in FLOAT_TYPES]
     if not quantized:
         return
-    source = result.gguf_files.get("f16") or convert_to_gguf(merged_dir, tmp / "source-f16.gguf", "f16", tokenizer, name)
+    source = result.gguf_files.get("f16") or convert_to_gguf(merged_dir, tmp / "source-f16.gguf", "f16", name)
     for gguf_type in quantized:
         path = result.out_dir / f"{name}-{gguf_type}.gguf"
         result.tensor_types[gguf_type] = quantize(source, path, gguf_type)
@@ -85,13 +107,16 @@ def _system_prompt(config) -> str | None:
 
 
 def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, primary: str) -> None:
-    probe = list(tokenizer("a", add_special_tokens=True)["input_ids"])
-    add_bos = tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
-    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(config), config.data.max_length, add_bos)
+    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(config), config.data.max_length, _adds_bos(tokenizer))
     result.modelfile = result.out_dir / "Modelfile"
     result.modelfile.write_text(text, encoding="utf-8")
     result.template_family, result.template_exact, result.template_notes = fmt.family, fmt.exact, fmt.notes
     result.ollama_commands = ollama_commands(config.export.ollama_name or config.run.name, result.modelfile)
+
+
+def _adds_bos(tokenizer) -> bool:
+    probe = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    return tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
 
 
 def verification_prompts(run: RunDir, tokenizer, count: int):
@@ -126,8 +151,11 @@ def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None
     if (eot := end_of_turn_token(tokenizer)) is not None:
         stop_ids.add(tokenizer.convert_tokens_to_ids(eot))
     reports = {}
-    for gguf_type, path in result.gguf_files.items():
-        reports[gguf_type] = check_format(path, gguf_type, model, prompts, config.export.verify_tokens, stop_ids)
+    checks = [(gguf_type, path, None) for gguf_type, path in result.gguf_files.items()]
+    if result.adapter_files:  # the base GGUF with the LoRA GGUF applied must answer like the merged model
+        checks.append(("adapter-f16", result.adapter_files["base"], result.adapter_files["lora"]))
+    for gguf_type, path, lora in checks:
+        reports[gguf_type] = check_format(path, gguf_type, model, prompts, config.export.verify_tokens, stop_ids, lora)
         result.parity[gguf_type] = {
             "match_rate": reports[gguf_type].match_rate,
             "max_logit_diff": reports[gguf_type].max_logit_diff,

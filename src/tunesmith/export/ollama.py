@@ -160,11 +160,14 @@ def stop_tokens(tokenizer, fmt: TurnFormat) -> list[str]:
     return list(dict.fromkeys(stops))
 
 
-def modelfile(gguf_name: str, tokenizer, system_prompt: str | None, num_ctx: int, add_bos: bool) -> tuple[str, TurnFormat]:
-    """The Modelfile text for `gguf_name` (a path relative to the Modelfile) and the turn format it used."""
+def modelfile(
+    gguf_name: str, tokenizer, system_prompt: str | None, num_ctx: int, add_bos: bool, adapter_name: str | None = None
+) -> tuple[str, TurnFormat]:
+    """The Modelfile text for `gguf_name` (a path relative to the Modelfile, plus a LoRA GGUF applied on top
+    when `adapter_name` is given) and the turn format it used."""
     fmt = turn_format(tokenizer)
     template = go_template(fmt, drop_bos=tokenizer.bos_token if add_bos else None)
-    lines = [f"FROM ./{gguf_name}", ""]
+    lines = [f"FROM ./{gguf_name}"] + ([f"ADAPTER ./{adapter_name}"] if adapter_name else []) + [""]
     lines += [f"# chat template family: {fmt.family}" + ("" if fmt.exact else " (APPROXIMATED: " + "; ".join(fmt.notes) + ")")]
     lines += [f'TEMPLATE """{template}"""', ""]
     if system_prompt:

@@ -10,7 +10,7 @@ import numpy as np
 from tunesmith.errors import ExportError
 from tunesmith.export.quantize import require_llama_cpp
 
-STRICT_TYPES = ("f32", "f16")  # these must reproduce the HF tokens exactly on tiny models
+STRICT_TYPES = ("f32", "f16", "adapter-f16")  # these must reproduce the HF tokens exactly on tiny models
 
 
 @dataclass
@@ -81,19 +81,23 @@ def gguf_greedy(llm, ids: list[int], n_tokens: int, stop_ids: set[int]) -> tuple
     return tokens, first
 
 
-def open_gguf(path: Path, n_ctx: int):
-    """llama.cpp on one thread with an f32 KV cache, so only the file's weights differ from HF."""
+def open_gguf(path: Path, n_ctx: int, lora_path: Path | None = None):
+    """llama.cpp on one thread with an f32 KV cache, so only the file's weights differ from HF (plus a LoRA
+    GGUF applied at load time when `lora_path` is given)."""
     llama_cpp = require_llama_cpp()
     f32 = 0  # GGML_TYPE_F32; llama.cpp's default f16 cache alone moves logits by ~1e-2
     return llama_cpp.Llama(
-        model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, type_k=f32, type_v=f32, n_threads=1, seed=0
+        model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, type_k=f32, type_v=f32, n_threads=1, seed=0,
+        lora_path=str(lora_path) if lora_path else None,
     )
 
 
-def check_format(path: Path, gguf_type: str, model, prompts: list[Prompt], n_tokens: int, stop_ids: set[int]) -> FormatParity:
-    """Compare one GGUF with the HF model on every prompt."""
+def check_format(
+    path: Path, gguf_type: str, model, prompts: list[Prompt], n_tokens: int, stop_ids: set[int], lora_path: Path | None = None
+) -> FormatParity:
+    """Compare one GGUF (with a LoRA GGUF on top, if given) with the HF model on every prompt."""
     n_ctx = max(len(p.ids) for p in prompts) + n_tokens + 8
-    llm = open_gguf(path, n_ctx)
+    llm = open_gguf(path, n_ctx, lora_path)
     try:
         results = [_compare(i, llm, model, p, n_tokens, stop_ids) for i, p in enumerate(prompts)]
     finally:

@@ -1,8 +1,9 @@
-"""Tiny local models: a byte-level BPE tokenizer trained on given text plus a small random Llama/Qwen2.
+"""Tiny local models: a tokenizer plus a small random model of one of the families in model/families.py.
 
-They exist so that tests and the offline quickstart run with no download. The tokenizer uses Qwen2's split
-rule and NFC so that `AutoTokenizer` (which swaps in Qwen2's pre-tokenizer for model_type qwen2) tokenizes
-exactly as at training time for both architectures.
+They exist so that tests and the offline quickstart run with no download. The tokenizer is either trained
+here (byte-level BPE with Qwen2's split rule and NFC, so that `AutoTokenizer`, which swaps in Qwen2's
+pre-tokenizer for model_type qwen2, tokenizes exactly as at training time) or a real model's (`tokenizer_from`:
+a model folder, a .gguf or a SentencePiece .model), which llama.cpp's converter recognises.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tunesmith.errors import ConfigError
+from tunesmith.model.families import FAMILIES
 
-ARCHITECTURES = ("llama", "qwen2")
+ARCHITECTURES = FAMILIES
 PAD, EOS, IM_START, IM_END = "<|endoftext|>", "<|im_end|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2's pre-tokenizer split pattern (as in its tokenizer.json).
@@ -47,8 +49,10 @@ def build_tiny_model(
     hidden: int = 64,
     heads: int = 4,
     seed: int = 0,
+    tokenizer_from: str | None = None,
 ) -> Path:
-    """Train a tokenizer on `texts` (plus built-in text), build a random model, save both as an HF folder."""
+    """A tokenizer (trained on `texts` plus built-in text, or `tokenizer_from`'s) and a random model, saved
+    together as an HF folder."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown tiny architecture '{arch}'", hint=f"choose one of: {', '.join(ARCHITECTURES)}")
     if hidden % heads:
@@ -59,11 +63,23 @@ def build_tiny_model(
     quiet_progress_bars()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(texts, vocab_size)
-    model = _build_model(arch, len(tokenizer), layers, hidden, heads, seed, tokenizer)
+    tokenizer = build_tokenizer(texts, vocab_size) if tokenizer_from is None else _real_tokenizer(tokenizer_from, out)
+    model = _build_model(arch, len(tokenizer), layers, hidden, heads, seed, tokenizer, trained_vocab=tokenizer_from is None)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _real_tokenizer(source: str, out: Path):
+    """A real model's tokenizer; a SentencePiece file is also kept as tokenizer.model (what converters read)."""
+    import shutil
+
+    from tunesmith.model.load import load_tokenizer
+
+    tokenizer = load_tokenizer(source)
+    if source.endswith(".model"):
+        shutil.copy(source, out / "tokenizer.model")
+    return tokenizer
 
 
 def build_tokenizer(texts: Iterable[str] | None, vocab_size: int):
@@ -95,25 +111,16 @@ def build_tokenizer(texts: Iterable[str] | None, vocab_size: int):
     return fast
 
 
-def _build_model(arch: str, vocab: int, layers: int, hidden: int, heads: int, seed: int, tokenizer):
+def _build_model(arch: str, vocab: int, layers: int, hidden: int, heads: int, seed: int, tokenizer, trained_vocab: bool):
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM
 
-    config_cls = LlamaConfig if arch == "llama" else Qwen2Config
-    config = config_cls(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        rms_norm_eps=1e-6,
-    )
+    from tunesmith.model.families import family_config
+
+    special = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = family_config(arch, vocab, layers, hidden, heads, special)
+    if trained_vocab:
+        config.tie_word_embeddings = True  # what `tiny:llama` / `tiny:qwen2` runs have always been
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

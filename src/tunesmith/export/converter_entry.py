@@ -1,0 +1,52 @@
+"""Subprocess entry for llama.cpp's converter scripts: `python converter_entry.py SCRIPT ARGS...`.
+
+Runs SCRIPT as __main__ with llama.cpp's gguf-py and conversion/ first on the path (PYTHONPATH set by the
+caller). When $TUNESMITH_GGUF_PRE is set, a BPE vocabulary the converter cannot identify by its hash of
+known models (tunesmith's freshly trained tiny vocabularies) gets that pre-tokenizer name instead of an
+error; every vocabulary the converter does know keeps the converter's own answer.
+When $TUNESMITH_GGUF_SPACE_PREFIX is 0 or 1, the GGUF's tokenizer.ggml.add_space_prefix is that value: the
+HF tokenizer a run trained with decides whether llama.cpp puts '▁' before text that follows a special token.
+"""
+
+import os
+import runpy
+import sys
+
+
+def _name_unknown_pre_tokenizer(name: str) -> None:
+    from conversion.base import TextModel
+
+    known = TextModel.get_vocab_base_pre
+
+    def get_vocab_base_pre(self, tokenizer):
+        try:
+            return known(self, tokenizer)
+        except NotImplementedError:  # "BPE pre-tokenizer was not recognized"
+            return name
+
+    TextModel.get_vocab_base_pre = get_vocab_base_pre
+
+
+def _space_prefix(value: bool) -> None:
+    import gguf
+
+    writer = gguf.GGUFWriter
+    set_prefix, set_model = writer.add_add_space_prefix, writer.add_tokenizer_model
+
+    def add_tokenizer_model(self, model):
+        set_model(self, model)
+        set_prefix(self, value)
+
+    writer.add_tokenizer_model = add_tokenizer_model
+    writer.add_add_space_prefix = lambda self, _converter_value: set_prefix(self, value)
+
+
+if __name__ == "__main__":
+    del sys.path[0]  # this file's folder: its gguf.py would shadow llama.cpp's gguf package
+    script = sys.argv[1]
+    if os.environ.get("TUNESMITH_GGUF_PRE"):
+        _name_unknown_pre_tokenizer(os.environ["TUNESMITH_GGUF_PRE"])
+    if os.environ.get("TUNESMITH_GGUF_SPACE_PREFIX") in ("0", "1"):
+        _space_prefix(os.environ["TUNESMITH_GGUF_SPACE_PREFIX"] == "1")
+    sys.argv = [script, *sys.argv[2:]]
+    runpy.run_path(script, run_name="__main__")
