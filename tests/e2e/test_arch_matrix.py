@@ -17,17 +17,20 @@ from tests.unit.run_fixtures_export import make_lora_run
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="needs the export extra: pip install 'tunesmith[export]'")
 
-# family -> (tokenizer source, gguf general.architecture written by llama.cpp's converter)
+# family -> (tokenizer source, gguf general.architecture, tokenizer.ggml.pre) as llama.cpp's converter writes them.
+# In a qwen2/qwen3 folder transformers loads any BPE vocabulary as Qwen2Tokenizer, which swaps in Qwen2's split
+# rule; the converter's hash then knows no model, and tunesmith names the rule (qwen2) - the parity check proves
+# llama.cpp tokenizes as that HF tokenizer does. The other BPE families keep the converter's own answer.
 MATRIX = {
-    "llama": ("spm", "llama"),
-    "smollm": ("bpe", "llama"),
-    "mistral": ("spm", "llama"),
-    "qwen2": ("bpe", "qwen2"),
-    "qwen3": ("bpe", "qwen3"),
-    "gemma": ("spm", "gemma"),
-    "gemma2": ("spm", "gemma2"),
-    "phi3": ("spm", "phi3"),
-    "gpt_neox": ("bpe", "gptneox"),
+    "llama": ("spm", "llama", "default"),
+    "smollm": ("bpe", "llama", "smollm"),
+    "mistral": ("spm", "llama", "default"),
+    "qwen2": ("bpe", "qwen2", "qwen2"),
+    "qwen3": ("bpe", "qwen3", "qwen2"),
+    "gemma": ("spm", "gemma", "default"),
+    "gemma2": ("spm", "gemma2", "default"),
+    "phi3": ("spm", "phi3", "default"),
+    "gpt_neox": ("bpe", "gptneox", "smollm"),
 }
 # f16 weights against the fp32 HF model: measured step-0 logit differences stay below 1e-3 on these shapes.
 F16_LOGIT_BOUND = 5e-3
@@ -62,13 +65,12 @@ def test_family_converts_with_parity(family, tmp_path, request):
     from tunesmith.export.run import export_run
     from tunesmith.model.tiny import build_tiny_model
 
-    kind, arch = MATRIX[family]
+    kind, arch, pre = MATRIX[family]
     base = build_tiny_model(family, tmp_path / "base", tokenizer_from=tokenizer_source(kind, request), seed=1)
     run = make_lora_run(base, tmp_path / "run", target_modules="all-linear")
     result = export_run(run, gguf_types=["f16"])
     f16 = result.parity["f16"]
     assert gguf_string(result.gguf_files["f16"], "general.architecture") == arch
+    assert gguf_string(result.gguf_files["f16"], "tokenizer.ggml.pre") == pre
     assert f16["tokenization_match_rate"] == 1.0 and f16["match_rate"] == 1.0
     assert f16["max_logit_diff"] < F16_LOGIT_BOUND
-    if kind == "bpe":  # the converter's own hash check named SmolLM2's pre-tokenizer; no fallback was needed
-        assert gguf_string(result.gguf_files["f16"], "tokenizer.ggml.pre") == "smollm"

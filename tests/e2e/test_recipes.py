@@ -110,14 +110,17 @@ def test_intent_json_twin(tmp_path, monkeypatch):
     assert "intent" in modelfile  # the recipe's system prompt travels into the Modelfile
 
 
-def test_meta_review_summary_twin_on_stories260k(tmp_path, monkeypatch, capsys):
-    gguf = shared_path("models", "stories260K", "stories260K.gguf")
+def test_meta_review_summary_twin_on_tiny_gpt_neox_exports(tmp_path, monkeypatch, capsys):
+    """Pythia-70m is GPT-NeoX: the twin is a tiny GPT-NeoX on a real BPE tokenizer (SmolLM2's, which llama.cpp's
+    converter recognises), trained, evaluated and exported through llama.cpp's converter with parity."""
+    smollm2 = shared_path("models", "smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
     monkeypatch.chdir(tmp_path)
+    cli("model", "tiny", "--arch", "gpt_neox", "--tokenizer", smollm2, "--out", tmp_path / "pythia-tiny")
     rows = [{"Input": f"Review {i}: the paper is <b>clear</b> & the method works on {i} tasks!!",
              "Output": f"The reviewers agree the paper is clear; results on {i} tasks."} for i in range(12)]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     config = EXAMPLES / "meta-review-summary" / "config.yaml"
-    sets = [f"data.sources.0.path={data}", f"model.name_or_path={gguf}"]
+    sets = [f"data.sources.0.path={data}", f"model.name_or_path={tmp_path / 'pythia-tiny'}", "data.max_length=128"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_train(config, tmp_path, *sets)
     assert run.read_manifest().mode == "full"
@@ -130,6 +133,11 @@ def test_meta_review_summary_twin_on_stories260k(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     cli("generate", run.root, "--prompt", "Summarize these reviews:\nReview 1: the paper is clear", "--repetition-penalty", "1.3", "--max-new-tokens", "16")
     assert capsys.readouterr().out.strip()
+    pytest.importorskip("llama_cpp")
+    cli("export", run.root, "--gguf", "f16", "q8_0")  # the recipe itself writes q8_0
+    formats = json.loads((run.export / "parity.json").read_text())["formats"]
+    assert formats["f16"]["match_rate"] == 1.0 and formats["f16"]["tokenization_match_rate"] == 1.0
+    assert set(formats) == {"f16", "q8_0"}
 
 
 def test_finetome_then_gsm8k_twin(tmp_path, monkeypatch, capsys):

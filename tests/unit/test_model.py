@@ -77,3 +77,26 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelError, match="cannot load"):
         load_model(str(tmp_path / "nothing-here"))
+
+
+@pytest.mark.parametrize("family", ["gemma", "phi3", "mistral"])
+def test_tiny_on_a_real_sentencepiece_tokenizer(tmp_path, family):
+    """`model tiny --tokenizer FROM`: the real vocabulary and its tokenizer.model (what converters read) are kept."""
+    from tunesmith.cli.main import main
+
+    spm = shared_path("models", "stories260K", "tok512.model")
+    assert main(["model", "tiny", "--arch", family, "--tokenizer", str(spm), "--out", str(tmp_path / "m")]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert model.config.model_type == family and model.config.vocab_size == len(tok) == 512
+    assert (tmp_path / "m" / "tokenizer.model").read_bytes() == spm.read_bytes()
+    assert tok("Once upon a time")["input_ids"] == load_tokenizer(str(spm))("Once upon a time")["input_ids"]
+
+
+def test_tiny_tokenizer_and_text_exclude_each_other(tmp_path, capsys):
+    from tunesmith.cli.main import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("hello")
+    assert main(["model", "tiny", "--tokenizer", "x.model", "--text", str(text), "--out", str(tmp_path / "m")]) == 2
+    assert "--tokenizer and --text exclude each other" in capsys.readouterr().err
