@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO, shared_path
 from tests.e2e.modelfile_render import parse_modelfile, render
 from tunesmith.cli.main import main
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import RunDir, read_jsonl
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="needs the export extra: pip install 'tunesmith[export]'")

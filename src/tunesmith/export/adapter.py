@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import ExportError
+from tunesmith.export.converter import convert_adapter
+from tunesmith.export.gguf import convert_to_gguf
+from tunesmith.export.merge import save_model_folder, sentencepiece_file
+from tunesmith.export.ollama import modelfile
+from tunesmith.model.from_run import is_adapter, load_base
 
 
 def write_adapter_gguf(result, run, config, tmp: Path) -> None:
     """Fill result.adapter_files (base, lora) and result.adapter_modelfile."""
-    from tunesmith.export.converter import convert_adapter
-    from tunesmith.export.gguf import convert_to_gguf
-    from tunesmith.export.merge import save_model_folder, sentencepiece_file
-    from tunesmith.model.from_run import is_adapter, load_base
-
     if not is_adapter(run.final):
         raise ExportError(
             f"--adapter-gguf: {run.final} holds full weights, not a LoRA adapter (train.mode full)",
@@ -35,8 +35,6 @@ def write_adapter_gguf(result, run, config, tmp: Path) -> None:
 
 
 def write_adapter_modelfile(result, tokenizer, system_prompt: str | None, num_ctx: int, add_bos: bool) -> None:
-    from tunesmith.export.ollama import modelfile
-
     files = result.adapter_files
     text, _ = modelfile(files["base"].name, tokenizer, system_prompt, num_ctx, add_bos, adapter_name=files["lora"].name)
     result.adapter_modelfile = result.out_dir / "Modelfile.adapter"
