@@ -89,16 +89,3 @@ def test_llama_cpp_checkout_override_must_hold_the_converter(tmp_path, monkeypat
     with pytest.raises(ExportError, match="no convert_hf_to_gguf.py there"):
         converter_dir()
 
-
-def test_gpt_neox_gets_the_rotary_key_the_converter_reads(tmp_path):
-    """transformers 5 writes partial_rotary_factor; llama.cpp 0.3.36's converter fails with KeyError 'rotary_pct'."""
-    from transformers import AutoConfig
-
-    from tunesmith.export.gguf import add_legacy_config_keys
-
-    AutoConfig.for_model("gpt_neox", hidden_size=64, num_attention_heads=4, rotary_pct=0.25).save_pretrained(tmp_path)
-    assert "rotary_pct" not in json.loads((tmp_path / "config.json").read_text())
-    add_legacy_config_keys(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["rotary_pct"] == 0.25 and config["rotary_emb_base"] == 10000.0
-    assert AutoConfig.from_pretrained(tmp_path).rope_parameters["partial_rotary_factor"] == 0.25  # still loads the same

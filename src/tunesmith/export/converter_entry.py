@@ -6,6 +6,8 @@ known models (tunesmith's freshly trained tiny vocabularies) gets that pre-token
 error; every vocabulary the converter does know keeps the converter's own answer.
 When $TUNESMITH_GGUF_SPACE_PREFIX is 0 or 1, the GGUF's tokenizer.ggml.add_space_prefix is that value: the
 HF tokenizer a run trained with decides whether llama.cpp puts '▁' before text that follows a special token.
+GPT-NeoX configs read through transformers 5 carry `rope_parameters.partial_rotary_factor` where this
+converter reads `rotary_pct` (KeyError on every Pythia otherwise, measured with llama-cpp-python 0.3.36).
 """
 
 import os
@@ -27,6 +29,21 @@ def _name_unknown_pre_tokenizer(name: str) -> None:
     TextModel.get_vocab_base_pre = get_vocab_base_pre
 
 
+def _gpt_neox_rotary_pct() -> None:
+    from conversion.base import ModelBase
+
+    load = ModelBase.load_hparams
+
+    def load_hparams(dir_model, is_mistral_format):
+        config = load(dir_model, is_mistral_format)
+        rope = config.get("rope_parameters") or {}
+        if config.get("model_type") == "gpt_neox" and "rotary_pct" not in config and "partial_rotary_factor" in rope:
+            config["rotary_pct"] = rope["partial_rotary_factor"]
+        return config
+
+    ModelBase.load_hparams = staticmethod(load_hparams)
+
+
 def _space_prefix(value: bool) -> None:
     import gguf
 
@@ -44,6 +61,7 @@ def _space_prefix(value: bool) -> None:
 if __name__ == "__main__":
     del sys.path[0]  # this file's folder: its gguf.py would shadow llama.cpp's gguf package
     script = sys.argv[1]
+    _gpt_neox_rotary_pct()
     if os.environ.get("TUNESMITH_GGUF_PRE"):
         _name_unknown_pre_tokenizer(os.environ["TUNESMITH_GGUF_PRE"])
     if os.environ.get("TUNESMITH_GGUF_SPACE_PREFIX") in ("0", "1"):

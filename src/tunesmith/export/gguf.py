@@ -24,25 +24,9 @@ PRE_TOKENIZERS = {QWEN2_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
 def convert_to_gguf(model_dir: Path, out_path: Path, out_type: str, name: str | None = None) -> Path:
     """Write `model_dir` (an HF folder with safetensors) as a GGUF of `out_type` (f32, f16 or bf16)."""
-    add_legacy_config_keys(model_dir)
     return convert_model(
         model_dir, out_path, out_type, name, pre_tokenizer=split_rule_name(model_dir), space_prefix=space_prefix(model_dir)
     )
-
-
-def add_legacy_config_keys(model_dir: Path) -> None:
-    """Keys transformers 5 no longer writes but llama.cpp's converter still reads, added from their new form.
-
-    GPT-NeoX (Pythia): transformers 5 saves `rope_parameters.partial_rotary_factor`; convert_hf_to_gguf.py in
-    llama-cpp-python 0.3.36 reads `rotary_pct` (KeyError without it, measured on a tiny GPT-NeoX).
-    """
-    path = Path(model_dir) / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
-    rope = config.get("rope_parameters") or {}
-    if config.get("model_type") == "gpt_neox" and "rotary_pct" not in config and "partial_rotary_factor" in rope:
-        config["rotary_pct"] = rope["partial_rotary_factor"]
-        config.setdefault("rotary_emb_base", rope.get("rope_theta", 10000.0))
-        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def split_rule_name(model_dir: Path) -> str | None:
