@@ -25,7 +25,7 @@ def gguf_string(path, key: str) -> str:
 
 @pytest.fixture(scope="module")
 def exported(tiny_qwen2, tmp_path_factory):
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     root = tmp_path_factory.mktemp("adapter")
     run = make_lora_run(tiny_qwen2, root / "run", system_prompt="Be brief.")
@@ -47,7 +47,7 @@ def test_adapter_gguf_matches_the_merged_model(exported):
 
 def reference(run):
     """The merged HF model, the run's verification prompts and stop ids, as export's check uses them."""
-    from tunesmith.export.run import verification_prompts
+    from tunesmith.export.export_run import verification_prompts
     from tunesmith.model.from_run import load_tuned
     from tunesmith.run_dir import RunDir
 
@@ -57,7 +57,7 @@ def reference(run):
 
 def test_base_alone_or_another_runs_adapter_is_caught(exported, tiny_qwen2, tmp_path):
     from tunesmith.export.parity import check_format
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
 
     run, result = exported
     model, prompts, stops = reference(run)

@@ -62,7 +62,7 @@ def gguf_string(path: Path, key: str) -> str:
 
 @pytest.mark.parametrize("family", list(MATRIX))
 def test_family_converts_with_parity(family, tmp_path, request):
-    from tunesmith.export.run import export_run
+    from tunesmith.export.export_run import export_run
     from tunesmith.model.tiny import build_tiny_model
 
     kind, arch, pre = MATRIX[family]
