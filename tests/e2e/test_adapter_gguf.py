@@ -56,8 +56,8 @@ def reference(run):
 
 
 def test_base_alone_or_another_runs_adapter_is_caught(exported, tiny_qwen2, tmp_path):
-    from tunesmith.export.parity import check_format
     from tunesmith.export.export_run import export_run
+    from tunesmith.export.parity import check_format
 
     run, result = exported
     model, prompts, stops = reference(run)
