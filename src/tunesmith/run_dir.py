@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from tunesmith.checkpoint_files import newest_intact, print_warning
 from tunesmith.config.load import load_config
 from tunesmith.config.schema import Config
 from tunesmith.errors import TunesmithError
@@ -39,6 +40,7 @@ class Manifest(BaseModel):
     mode: str | None = None
     base_model: str | None = None  # the loadable base path or hub id
     init_from: str | None = None  # the run this one continued (train.init_from)
+    trust_remote_code: bool | None = None  # whether model code from the hub was allowed to run
     seed: int | None = None
     device: str | None = None
     precision: str | None = None
@@ -120,10 +122,13 @@ class RunDir:
             return []
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (`checkpoints/step-N/`; incomplete ones never get that name)."""
+    def latest_checkpoint(self, warn=print_warning) -> Path | None:
+        """The newest intact checkpoint (`checkpoints/step-N/`; incomplete ones never get that name).
+
+        A newer one whose files no longer match their checksums (truncated, corrupted) is skipped with a warning.
+        """
         steps = [p for p in self.checkpoints.glob("step-*") if p.name[5:].isdigit() and (p / "trainer_state.json").exists()]
-        return max(steps, key=lambda p: int(p.name[5:]), default=None)
+        return newest_intact(sorted(steps, key=lambda p: int(p.name[5:]), reverse=True), warn)
 
 
 def is_main_process() -> bool:

@@ -82,7 +82,7 @@ def gsm8k_twin(tmp_path: Path, rewards: list[dict] | None = None) -> Path:
 
 
 def test_gsm8k_recipe_validates(capsys):
-    assert main(["config", "check", str(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")]) == 0
+    assert main(["config", "check", "--schema-only", str(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")]) == 0
     config = load_config(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")
     assert (config.method, config.train.mode, config.model.name_or_path) == ("grpo", "qlora", "meta-llama/Llama-3.2-1B-Instruct")
     assert [r.name for r in config.grpo.rewards] == ["format", "numeric_match"]

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from tunesmith.cli.main import COMMANDS, main
 from tests.conftest import REPO
+from tunesmith.cli.main import COMMANDS, main
 
 
 def run_cli(*args, **kwargs):
@@ -58,7 +58,8 @@ def test_config_check_exit_codes_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {learnin_rate: 1e-4}\n")
     good = tmp_path / "good.yaml"
-    good.write_text("run: {name: ok}\n")
+    (tmp_path / "rows.jsonl").write_text('{"text": "a row"}\n' * 3)
+    good.write_text(f"run: {{name: ok}}\ndata: {{sources: [{{path: {tmp_path / 'rows.jsonl'}}}]}}\n")
     result = run_cli("config", "check", str(bad), str(good))
     assert result.returncode == 2
     assert "train.learnin_rate" in result.stdout and "learning_rate" in result.stdout

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tunesmith.checkpoint_files import write_checksums
 from tunesmith.config import load_config
 from tunesmith.config.smoke import smoke
 from tunesmith.errors import ConfigError, TrainingError
@@ -59,6 +60,7 @@ def test_latest_checkpoint_skips_partial_ones(tmp_path):
         (run.checkpoints / name).mkdir(parents=True)
         if complete:
             (run.checkpoints / name / "trainer_state.json").write_text("{}")
+            write_checksums(run.checkpoints / name)
     assert run.latest_checkpoint().name == "step-10"
 
 

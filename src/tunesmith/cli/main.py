@@ -7,6 +7,7 @@ inside `run`. User mistakes arrive as TunesmithError and print as a few lines wi
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -97,6 +98,10 @@ def _report_error(exc: Exception, debug: bool) -> int:
     if isinstance(exc, TunesmithError):
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        print(f"error: could not write {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+        print("  hint: free disk space and run the command again (training continues with --resume)", file=sys.stderr)
+        return 1
     if debug:
         return 1
     print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -45,7 +45,13 @@ def validate_config(raw: dict, source: str = "<config>", lines: dict[tuple, int]
 def _read_file(path: Path) -> tuple[dict, dict[tuple, int]]:
     if not path.exists():
         raise ConfigError(f"{path}: no such config file", hint="check the path, or write one from examples/")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError(f"{path}: not UTF-8 text ({where})", hint="save the config as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
     try:
         if path.suffix == ".json":
             return _require_mapping(json.loads(text), path), {}
@@ -57,6 +63,8 @@ def _read_file(path: Path) -> tuple[dict, dict[tuple, int]]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     return _require_mapping(data or {}, path), _line_map(node)
 
 
@@ -95,11 +103,18 @@ def _describe(err: dict, lines: dict[tuple, int], source: str) -> str:
             message += f"; valid keys: {', '.join(_fields_at(loc[:-1]))}"
     elif err["type"] == "value_error":
         message = str(err["msg"]).removeprefix("Value error, ")
-    elif err["type"] == "literal_error":
-        message = f"{err['msg']} (got {err.get('input')!r})"
     else:
-        message = f"{err['msg']} (got {err.get('input')!r})"
+        message = f"{err['msg']} (got {_shown(err.get('input'))})"
     return f"{where}{key}: {message}"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as the user wrote it, cut short: a pasted document or a deep list must not flood the terminal."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _nearest_line(loc: tuple, lines: dict[tuple, int]) -> int | None:

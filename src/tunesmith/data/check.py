@@ -28,7 +28,16 @@ from tunesmith.data.formats import (
     rename_columns,
     to_internal,
 )
-from tunesmith.data.sources import hub_rows, list_files, looks_like_config, resolve_source
+from tunesmith.data.sources import (
+    TOO_DEEP,
+    extra_fields,
+    hub_rows,
+    iter_parquet,
+    list_files,
+    looks_like_config,
+    resolve_source,
+    table_kind,
+)
 from tunesmith.data.stats import count_tokens
 from tunesmith.errors import DataError
 from tunesmith.model.load import is_tiny, tokenizer_for
@@ -128,13 +137,7 @@ def iter_raw_rows(path: Path) -> Iterator[tuple[int, object, tuple[str, str] | N
     elif suffix in (".csv", ".tsv"):
         yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        number = 0
-        for batch in pq.ParquetFile(path).iter_batches():
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row, None
+        yield from _parquet_rows(path)
     else:
         yield 1, None, ("unsupported", f"unsupported file type '{suffix}'")
 
@@ -143,25 +146,27 @@ def _jsonl_lines(path: Path, as_text: bool) -> Iterator[tuple[int, object, tuple
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark may open the file
             except UnicodeDecodeError as exc:
                 yield number, None, ("invalid-utf8", f"invalid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
                 continue
             if not line.strip():
                 continue
             if as_text:
-                yield number, {"text": line.rstrip("\n")}, None
+                yield number, {"text": line.rstrip("\r\n")}, None
                 continue
             try:
                 yield number, json.loads(line.rstrip("\r\n")), None
             except json.JSONDecodeError as exc:
                 yield number, None, ("invalid-json", f"invalid JSON at column {exc.colno}: {exc.msg}")
+            except RecursionError:
+                yield number, None, ("invalid-json", TOO_DEEP)
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, object, tuple[str, str] | None]]:
     """Elements of a JSON array file, each with the line it starts on."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         yield 1, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start}")
         return
@@ -169,6 +174,9 @@ def _json_array(path: Path) -> Iterator[tuple[int, object, tuple[str, str] | Non
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         yield exc.lineno, None, ("invalid-json", f"invalid JSON at column {exc.colno}: {exc.msg}")
+        return
+    except RecursionError:
+        yield 1, None, ("invalid-json", TOO_DEEP)
         return
     if not isinstance(data, list):
         yield 1, data, None
@@ -188,13 +196,30 @@ def _skip(text: str, pos: int) -> int:
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, object, tuple[str, str] | None]]:
+    reader = None
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f, delimiter=delimiter)
             for row in reader:
-                yield reader.line_num, row, None
+                extra = row.pop(None, None)  # DictReader files cells beyond the header under the key None
+                if extra is not None:
+                    yield reader.line_num, None, ("extra-fields", extra_fields(extra, reader.fieldnames))
+                else:
+                    yield reader.line_num, row, None
     except UnicodeDecodeError as exc:
         yield 1, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start}")
+    except csv.Error as exc:
+        yield (reader.line_num if reader else 1), None, ("invalid-csv", f"unreadable {table_kind(delimiter)}: {exc}")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, object, tuple[str, str] | None]]:
+    number = 0
+    try:
+        for row in iter_parquet(path):
+            number += 1
+            yield number, row, None
+    except DataError as exc:
+        yield number + 1, None, ("invalid-parquet", exc.message.removeprefix(f"{path}: "))
 
 
 class RowChecker:
@@ -239,8 +264,10 @@ class RowChecker:
     def _check(self, line: int, row: object) -> None:
         for kind, message in row_problems(row, self.format or "unknown", self.spec):
             self.result.add(Problem(self.path, line, kind, message))
-        digest = hashlib.blake2b(json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
-        if digest in self.seen:
+        digest = _digest(row)
+        if digest is None:
+            pass
+        elif digest in self.seen:
             first_path, first_line = self.seen[digest]
             where = f"line {first_line}" if first_path == self.path else f"{first_path}:{first_line}"
             self.result.add(Problem(self.path, line, "duplicate", f"exact duplicate of {where}"))
@@ -274,6 +301,7 @@ def row_problems(row: object, fmt: str, spec: FormatSpec) -> list[tuple[str, str
         example = to_internal(row, spec, fmt)
     except DataError as exc:
         kind = "unknown-role" if "unknown role" in exc.message else "invalid-row"
+        kind = "non-string-content" if "content is null" in exc.message else kind
         return problems + [(kind, exc.message)]
     if "text" in example:
         return problems + ([("empty-content", "empty text")] if not example["text"].strip() else [])
@@ -383,6 +411,15 @@ def check_target(target: str, fmt: str = "auto", model: str | None = None, max_l
         return check_config(path, overrides)
     length = LengthCheck(tokenizer_for(ModelConfig(name_or_path=model), chat_template=chat_template), max_length) if model else None
     return check_paths([path], FormatSpec(format=fmt), length)
+
+
+def _digest(row: object) -> bytes | None:
+    """A 16-byte digest of a row for the duplicate check (None for a row too deep to serialise)."""
+    try:
+        text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    except (RecursionError, TypeError, ValueError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _json_type(value) -> str:

@@ -128,11 +128,19 @@ def to_internal(row: dict, spec: FormatSpec, fmt: str | None = None) -> Example:
     if converter is None:
         raise DataError(f"unknown format '{fmt}'")
     example = converter(renamed, spec)
+    _require_content(example)
     meta = {k: v for k, v in row.items() if not (k in ("messages", "conversations") and isinstance(v, list))}
     example["meta"] = meta
     if "messages" in example and spec.system_prompt and not any(m.get("role") == "system" for m in example["messages"]):
         example["messages"].insert(0, {"role": "system", "content": spec.system_prompt})
     return example
+
+
+def _require_content(example: dict) -> None:
+    """Every turn has content (an empty cell or a null reaches the chat template as no content at all)."""
+    for i, turn in enumerate(example.get("messages") or [], 1):
+        if turn.get("content") is None and not turn.get("tool_calls"):
+            raise DataError(f"turn {i} ({turn.get('role')}): content is null, expected a string")
 
 
 def _messages(row: dict, spec: FormatSpec) -> dict:

@@ -15,6 +15,9 @@ from tunesmith.data.formats import FormatSpec
 from tunesmith.errors import DataError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+TOO_DEEP = "invalid JSON: nested too deeply to read"
+# Long documents in a CSV cell are legitimate; the csv module's default 128 KiB cell limit is not a data rule.
+csv.field_size_limit(2**31 - 1)
 LF_ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
 LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools"}
 
@@ -130,39 +133,75 @@ def iter_file_rows(path: Path) -> Iterator[dict]:
     elif suffix == ".json":
         yield from _json_rows(path)
     elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches():
-            yield from batch.to_pylist()
+        yield from iter_parquet(path)
     elif suffix == ".txt":
-        with path.open(encoding="utf-8") as f:
-            yield from ({"text": line.rstrip("\n")} for line in f if line.strip())
+        with path.open(encoding="utf-8-sig") as f:
+            yield from ({"text": line.rstrip("\r\n")} for line in f if line.strip())
     else:
         raise DataError(f"{path}: unsupported file type '{suffix}'", hint=f"use one of {', '.join(SUFFIXES)}")
 
 
 def _jsonl_rows(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # -sig: a byte-order mark may open the file
         for number, line in enumerate(f, 1):
             if line.strip():
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{number}:{exc.colno}: invalid JSON: {exc.msg}", hint=f"run `tunesmith data check {path}`") from None
+                except RecursionError:
+                    raise DataError(f"{path}:{number}: {TOO_DEEP}") from None
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        try:
+            for row in reader:
+                if None in row:  # DictReader files cells beyond the header under the key None
+                    where = f"{path}:{reader.line_num}"
+                    hint = "quote cells that hold the delimiter, or fix the header"
+                    raise DataError(f"{where}: {extra_fields(row[None], reader.fieldnames)}", hint=hint)
+                yield row
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: unreadable {table_kind(delimiter)}: {exc}") from None
+
+
+def table_kind(delimiter: str) -> str:
+    return "TSV" if delimiter == "\t" else "CSV"
+
+
+def extra_fields(extra: list, header) -> str:
+    return f"{len(extra)} more field{'s' * (len(extra) != 1)} than the header's {len(header or [])} columns"
+
+
+def iter_parquet(path: Path) -> Iterator[dict]:
+    """Rows of a parquet file; a damaged file is a DataError naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        for batch in pq.ParquetFile(path).iter_batches():
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        hint = "rewrite it, or convert it to .jsonl"
+        raise DataError(f"{path}: not a readable parquet file ({reason})", hint=hint) from None
 
 
 def _json_rows(path: Path) -> Iterator[dict]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: {TOO_DEEP}") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else [data]
-    yield from data
+    yield from data if isinstance(data, list) else [data]  # a lone scalar is one (invalid) row, reported as such
 
 
 def read_rows(resolved: ResolvedSource, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:

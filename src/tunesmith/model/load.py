@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
-
 from collections.abc import Iterable
+from pathlib import Path
 
 from tunesmith.config.schema import ModelConfig
 from tunesmith.errors import ModelError
@@ -33,6 +32,12 @@ def quiet_progress_bars() -> None:
         return factory(*args, **kwargs)
 
     hf_logging.set_tqdm_hook(hook)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type when it has none), cut at `limit` characters."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
 
 
 def is_tiny(name_or_path: str) -> bool:
@@ -65,15 +70,31 @@ def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_templat
             tok = AutoTokenizer.from_pretrained(folder, revision=revision, trust_remote_code=trust_remote_code)
     except ModelError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:  # incomplete or damaged files
         raise ModelError(
-            f"cannot load the tokenizer of '{source}': {str(exc).splitlines()[0]}",
+            f"cannot load the tokenizer of '{source}': {first_line(exc)}",
             hint="give a hub id (cached for offline use), a local model folder, or model.tokenizer",
         ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     tok.chat_template = resolve_chat_template(chat_template, tok)
+    _check_template_parses(tok.chat_template, source)
     return tok
+
+
+def _check_template_parses(template, source: str) -> None:
+    """A damaged chat template (a truncated chat_template.jinja) fails here, with its source, not mid-tokenizing."""
+    from jinja2 import Environment, TemplateSyntaxError
+
+    if not isinstance(template, str):
+        return
+    try:
+        Environment().parse(template)
+    except TemplateSyntaxError as exc:
+        raise ModelError(
+            f"the chat template of '{source}' does not parse: {exc.message} (template line {exc.lineno})",
+            hint="restore the model's chat_template.jinja / tokenizer_config.json, or set model.chat_template",
+        ) from None
 
 
 def tokenizer_for(model: ModelConfig, name_or_path: str | None = None, texts: Iterable[str] | None = None, chat_template: str | None = None):
@@ -139,9 +160,9 @@ def load_model(
         kwargs["gguf_file"] = gguf_file
     try:
         config = AutoConfig.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, damaged or foreign config.json
         raise ModelError(
-            f"cannot load model '{name_or_path}': {str(exc).splitlines()[0]}",
+            f"cannot load model '{name_or_path}': {first_line(exc)}",
             hint="give a hub id (cached for offline use), a local model folder, a .gguf file, or tiny:qwen2",
         ) from None
     if config.pad_token_id is not None and not 0 <= config.pad_token_id < config.vocab_size:
@@ -152,8 +173,29 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype or "auto", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many types for a bad folder
+        if not is_unreadable_model(exc):
+            raise
+        raise ModelError(
+            f"cannot load the weights of '{name_or_path}': {first_line(exc)}",
+            hint="the folder may be incomplete or damaged: download or save the model again",
+        ) from None
     return forget_gguf_origin(model) if gguf_file else model
+
+
+def is_unreadable_model(exc: Exception) -> bool:
+    """Whether a load failure comes from the files (missing, truncated, wrong shapes), not from memory or a bug here."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    if isinstance(exc, (OSError, ValueError, KeyError, EOFError)):
+        return True
+    if type(exc).__name__ in ("SafetensorError", "HeaderTooLarge"):  # safetensors' Rust errors
+        return True
+    return isinstance(exc, RuntimeError) and "size mismatch" in str(exc)
 
 
 def forget_gguf_origin(model):

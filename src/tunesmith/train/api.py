@@ -27,10 +27,15 @@ def train(config_or_path: Config | str | Path, overrides: list[str] | None = Non
 
     `smoke=True` trains the smoke version of the config (config/smoke.py).
     """
+    from tunesmith.run_lock import release_all
+
     config = load(config_or_path, overrides)
     if smoke:
         config = smoke_config(config)
-    return run_method(method_for(config.method), config, resume)
+    try:
+        return run_method(method_for(config.method), config, resume)
+    finally:
+        release_all()  # the run directory is free once training returns (a notebook kernel lives on)
 
 
 def method_for(name: str) -> TrainingMethod:

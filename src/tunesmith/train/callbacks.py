@@ -22,6 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from tunesmith.checkpoint_files import write_checksums
 from tunesmith.run_dir import RunDir, is_main_process
 
 METRIC_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
@@ -138,6 +139,7 @@ class CheckpointCallback(TrainerCallback):
         written = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not written.exists():
             return
+        write_checksums(written)  # before the rename: a published step-N always carries its checksums
         final = self.run.checkpoints / f"step-{state.global_step}"
         if final.exists():
             shutil.rmtree(final)

@@ -32,11 +32,12 @@ from tunesmith.config.load import save_config
 from tunesmith.config.schema import Config
 from tunesmith.data.example import Example
 from tunesmith.data.splits import prepare_splits
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, TrainingError
 from tunesmith.model.adapters import trainable_model
 from tunesmith.model.base import load_base_model, resolve_base_model, tokenizer_for_run
 from tunesmith.model.device import DevicePlan, plan_device
 from tunesmith.run_dir import Manifest, RunDir, is_main_process, read_jsonl, write_jsonl
+from tunesmith.run_lock import LOCK_NAME, lock_run_dir
 from tunesmith.train.distributed import is_sharded
 
 SPLITS = ("train", "val", "test")
@@ -61,7 +62,7 @@ class RunContext:
 def prepare_run(config: Config, resume: bool = False) -> RunContext:
     """Create or reopen the run directory, save data + config, build/resolve the base (nothing loaded yet)."""
     run = open_run_dir(config, resume)
-    resume_from = run.latest_checkpoint() if resume else None
+    resume_from = resume_checkpoint(run) if resume else None
     splits = _splits_for_run(config, run, resume)
     plan = plan_device(config.train.device, config.train.precision)
     base = resolve_base_model(config, run, splits["train"])
@@ -90,21 +91,45 @@ def open_run_dir(config: Config, resume: bool) -> RunDir:
     run = RunDir.of(Path(config.run.output_dir) / config.run.name)
     if not is_main_process():  # under torchrun / accelerate only rank 0 writes the run directory
         return run
-    used = run.final.exists() or any(run.checkpoints.glob("step-*"))
+    lock_run_dir(run.root)  # before looking inside: a second process must not wipe or mix into a live run
+    used = run.final.exists() or any(run.checkpoints.glob("step-*")) or _has_metrics(run)
     if resume:
         if not run.config_file.exists():
             raise ConfigError(f"--resume: {run.root} holds no run to continue", hint="start it without --resume")
         return run
     if used and not config.run.overwrite:
-        what = "a finished run" if run.final.exists() else "an unfinished run with checkpoints"
+        what = "a finished run" if run.final.exists() else "an unfinished run"
         raise ConfigError(
             f"{run.root} already holds {what}",
             hint="continue it with --resume, pick another run.name, or set run.overwrite: true to replace it",
         )
-    if run.root.exists() and (used or run.config_file.exists()):
-        shutil.rmtree(run.root)
-    run.root.mkdir(parents=True, exist_ok=True)
+    if used or run.config_file.exists():
+        clear_run_dir(run.root)
     return run
+
+
+def _has_metrics(run: RunDir) -> bool:
+    """Whether a run logged training steps here (a run that crashed before its first checkpoint did)."""
+    return run.metrics.exists() and run.metrics.stat().st_size > 0
+
+
+def clear_run_dir(root: Path) -> None:
+    """Empty a run directory but keep its lock file, which this process holds."""
+    for entry in root.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def resume_checkpoint(run: RunDir) -> Path | None:
+    """The checkpoint --resume continues from; an error when checkpoints exist but none is intact."""
+    found = run.latest_checkpoint()
+    if found is None and any(run.checkpoints.glob("step-*")):
+        raise TrainingError(
+            f"{run.checkpoints}: every checkpoint is damaged, there is nothing intact to resume from",
+            hint="start the run again with --set run.overwrite=true",
+        )
+    return found
 
 
 def _splits_for_run(config: Config, run: RunDir, resume: bool) -> dict[str, list[Example]]:
@@ -131,6 +156,7 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
             method=ctx.config.method, mode=ctx.config.train.mode, base_model=ctx.base_model, seed=ctx.config.run.seed,
             device=ctx.plan.device, precision=ctx.plan.precision, packages=package_versions(),
             python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run_dir),
+            trust_remote_code=ctx.config.model.trust_remote_code,  # model code from the hub ran only when true
         )
         if ctx.config.train.init_from:
             manifest.init_from = ctx.config.train.init_from

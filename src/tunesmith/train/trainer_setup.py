@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 from tunesmith.errors import TrainingError
 from tunesmith.train.callbacks import (
@@ -20,7 +21,9 @@ from tunesmith.train.callbacks import (
     TrackerRunCallback,
     truncate_metrics,
 )
+from tunesmith.train.disk import disk_full_error, is_failed_write
 from tunesmith.train.distributed import decoder_layer_classes, distributed_kwargs, is_sharded
+from tunesmith.train.interrupt import InterruptCallback, raise_if_interrupted, restore_signal_handlers
 from tunesmith.train.prepare import RunContext, activation_checkpointing, world_size
 
 
@@ -95,6 +98,7 @@ def standard_callbacks(ctx: RunContext) -> list:
         RichProgressCallback(metrics),
         CheckpointCallback(ctx.run_dir, ctx.config.train.save_total_limit),
         BestCallback(ctx.run_dir, ctx.config.train.early_stopping_patience),
+        InterruptCallback(save=ctx.config.train.save_checkpoints),
     ]
     tracking = ctx.config.tracking
     if tracking.project:
@@ -147,10 +151,10 @@ def run_trainer(trainer, ctx: RunContext):
     import torch
 
     resume = str(ctx.resume_from) if ctx.resume_from else None
-    if ctx.resume_from:
-        truncate_metrics(ctx.run_dir, int(ctx.resume_from.name[5:]))
+    if ctx.resume_from or ctx.run_dir.metrics.exists():  # a resume drops the lines logged after its checkpoint
+        truncate_metrics(ctx.run_dir, int(ctx.resume_from.name[5:]) if ctx.resume_from else 0)
     try:
-        return trainer.train(resume_from_checkpoint=resume)
+        output = trainer.train(resume_from_checkpoint=resume)
     except NonFiniteLoss as exc:
         raise TrainingError(_nan_message(ctx, str(exc)), hint="lower train.learning_rate, keep train.max_grad_norm > 0, or use precision fp32/bf16 instead of fp16") from None
     except torch.OutOfMemoryError:
@@ -158,7 +162,28 @@ def run_trainer(trainer, ctx: RunContext):
     except RuntimeError as exc:
         if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
             raise TrainingError(f"out of memory on {ctx.plan.device}", hint=oom_hint(ctx)) from None
+        if is_failed_write(exc):
+            raise disk_full_error(exc, ctx.run_dir) from None
         raise
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met a pickle that is more than tensors
+        reason = (str(exc).strip().splitlines() or ["UnpicklingError"])[0][:200]
+        raise TrainingError(
+            f"{ctx.resume_from}: a checkpoint file holds objects other than tensors; it was not loaded ({reason})",
+            hint="this checkpoint was not written by tunesmith or was tampered with; "
+            "delete it to resume from an earlier one",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - only a failed write is turned into a user error; the rest re-raises
+        if is_failed_write(exc):
+            raise disk_full_error(exc, ctx.run_dir) from None
+        raise
+    finally:
+        restore_signal_handlers(trainer)
+    raise_if_interrupted(trainer, ctx.run_dir, _latest(ctx))
+    return output
+
+
+def _latest(ctx: RunContext):
+    return ctx.run_dir.latest_checkpoint()
 
 
 def _nan_message(ctx: RunContext, what: str) -> str:
