@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "Show or check config files."),
     "model": ("model", "Build tiny local models for tests and offline runs."),
     "data": ("data", "Check, measure, preview and prepare training data."),
+    "plan": ("plan", "Estimate a run's memory by part and its time before training; say whether it fits."),
     "train": ("train", "Fine-tune a model (SFT full/LoRA/QLoRA, or GRPO) from a config."),
     "generate": ("generate", "Generate answers from a run or a model."),
     "chat": ("chat", "Chat with a run or a model in the terminal."),

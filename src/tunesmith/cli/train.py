@@ -9,6 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="Run config (YAML or JSON).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a config key, e.g. --set train.learning_rate=1e-4 (repeatable).")
     parser.add_argument("--smoke", action="store_true", help="Whole pipeline in seconds: train.smoke_examples examples, train.smoke_steps steps, a tiny eval (writes runs/<name>-smoke).")
+    parser.add_argument("--force", action="store_true", help="Train even when `tunesmith plan` says the run will not fit in memory.")
     parser.add_argument("--resume", action="store_true", help="Continue the run from its latest complete checkpoint (same data order, optimizer and RNG state).")
     launch = parser.add_argument_group("several processes (train.distributed picks DDP, FSDP or DeepSpeed)")
     launch.add_argument("--processes", type=int, default=1, metavar="N", help="Processes on this node (one per GPU; on CPU, N copies over gloo).")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return run_launch(launch, _train_args(args))
     from tunesmith.train.api import train
 
-    result = train(args.config, overrides=args.overrides, smoke=args.smoke, resume=args.resume)
+    result = train(args.config, overrides=args.overrides, smoke=args.smoke, resume=args.resume, force=args.force)
     from tunesmith.run_dir import is_main_process
 
     if is_main_process():  # one summary per multi-process launch

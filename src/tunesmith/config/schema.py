@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "template")
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
@@ -206,6 +206,12 @@ class TrainConfig(Section):
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."
     )
     activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for GPU.")
+
+    @field_validator("activation_checkpointing", mode="before")
+    @classmethod
+    def _on_off(cls, value):
+        # YAML 1.1 reads a bare on/off (as in `--set train.activation_checkpointing=on`) as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     batching: Literal["auto", "padding_free", "padded"] = Field(
         "auto", description="How examples share a batch: padding_free (flattened, kept apart; auto) or padded to the longest."
     )

@@ -111,6 +111,15 @@ def build_tokenizer(texts: Iterable[str] | None, vocab_size: int):
     return fast
 
 
+def tiny_config(arch: str, vocab: int, layers: int, hidden: int, heads: int):
+    """The transformers config of a `tiny:` model trained on its run's text (what `tunesmith plan` sizes)."""
+    from tunesmith.model.families import family_config
+
+    config = family_config(arch, vocab, layers, hidden, heads, dict(pad_token_id=None, eos_token_id=None, bos_token_id=None))
+    config.tie_word_embeddings = True  # as _build_model does for a trained vocabulary
+    return config
+
+
 def _build_model(arch: str, vocab: int, layers: int, hidden: int, heads: int, seed: int, tokenizer, trained_vocab: bool):
     import torch
     from transformers import AutoModelForCausalLM

@@ -42,7 +42,7 @@ def report_context(run: RunDir) -> dict:
     return {
         "name": config.run.name or run.root.name,
         "run_dir": str(run.root),
-        "overview": overview(config, run.read_manifest()),
+        "overview": overview(config, run.read_manifest()) + plan_rows(run, run.read_manifest()),
         "config_text": run.config_file.read_text(encoding="utf-8"),
         "cards": summary_cards(history, evaluation),
         "data": data_section(run, config),
@@ -59,6 +59,22 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except json.JSONDecodeError:
         return None
+
+
+def plan_rows(run: RunDir, manifest: Manifest) -> list[tuple[str, str]]:
+    """Predicted (plan.json, written by `tunesmith train`) vs measured (manifest.json) memory and step time."""
+    from tunesmith.plan.guard import PLAN_FILE
+    from tunesmith.plan.report import duration, size
+
+    plan, measured = _read_json(run.root / PLAN_FILE), getattr(manifest, "measured", None)
+    if not plan or not measured:
+        return []
+    rows = []
+    for label, key, measured_key, fmt in (("peak memory", "peak", "peak_memory", size), ("time per step", "seconds_per_step", "seconds_per_step", duration)):
+        p, m = plan.get(key), measured.get(measured_key)
+        if p and m:
+            rows.append((f"{label}: predicted / measured", f"{fmt(p)} / {fmt(m)} ({p / m - 1:+.0%})"))
+    return rows
 
 
 def overview(config: Config, manifest: Manifest) -> list[tuple[str, str]]:

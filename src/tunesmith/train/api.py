@@ -22,20 +22,31 @@ METHODS: dict[str, str] = {
 }
 
 
-def train(config_or_path: Config | str | Path, overrides: list[str] | None = None, smoke: bool = False, resume: bool = False) -> TrainResult:
+def train(config_or_path: Config | str | Path, overrides: list[str] | None = None, smoke: bool = False, resume: bool = False,
+          force: bool = False) -> TrainResult:
     """Train from a config (object or YAML/JSON path) plus `key=value` overrides; returns the run summary.
 
-    `smoke=True` trains the smoke version of the config (config/smoke.py).
+    `smoke=True` trains the smoke version of the config (config/smoke.py). First the memory plan
+    (tunesmith/plan): a run that will not fit is refused before anything loads, unless `force`.
     """
+    from tunesmith.plan.guard import check_plan, record_plan
+    from tunesmith.plan.measure import release_freed_tensors_on_cpu
     from tunesmith.run_lock import release_all
 
     config = load(config_or_path, overrides)
     if smoke:
         config = smoke_config(config)
+    # a --smoke run is a handful of examples for a few steps, there to test the config in seconds: the fit
+    # check is for the real run (`tunesmith plan --smoke` still plans a smoke run on request)
+    plan = None if smoke else check_plan(config, force=force)
+    if plan is not None and plan.device == "cpu":
+        release_freed_tensors_on_cpu()
     try:
-        return run_method(method_for(config.method), config, resume)
+        result = run_method(method_for(config.method), config, resume)
     finally:
         release_all()  # the run directory is free once training returns (a notebook kernel lives on)
+    record_plan(result.run_dir, plan)
+    return result
 
 
 def method_for(name: str) -> TrainingMethod:

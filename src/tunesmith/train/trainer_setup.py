@@ -13,6 +13,7 @@ import os
 import pickle
 
 from tunesmith.errors import TrainingError
+from tunesmith.plan.measure import MeasureCallback
 from tunesmith.train.callbacks import (
     BestCallback,
     CheckpointCallback,
@@ -99,6 +100,7 @@ def standard_callbacks(ctx: RunContext) -> list:
         CheckpointCallback(ctx.run_dir, ctx.config.train.save_total_limit),
         BestCallback(ctx.run_dir, ctx.config.train.early_stopping_patience),
         InterruptCallback(save=ctx.config.train.save_checkpoints),
+        MeasureCallback(ctx.run_dir, ctx.plan.device),  # measured peak memory and s/step, next to plan.json
     ]
     tracking = ctx.config.tracking
     if tracking.project:

@@ -1,0 +1,283 @@
+"""Config -> Plan: model shape (meta device), the run's workload (its own data), memory by part, time per step.
+
+    plan = make_plan(config, device="cpu")       # no weights are loaded
+    print(format_plan(plan))                      # plan/report.py
+
+The same function serves `tunesmith plan` and the check `tunesmith train` runs before loading anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+
+from tunesmith.config.schema import Config
+from tunesmith.plan.memory import Part, Setup, activation_bytes_per_token, memory_parts
+from tunesmith.plan.params import ModelShape, lora_params, model_config, model_shape
+from tunesmith.plan.workload import Workload, grpo_workload, sft_workload
+
+MASK_SAMPLE = 300  # examples tokenized with the real loss mask to measure the trained share
+GIB = 2**30
+
+
+@dataclass
+class Plan:
+    model: str
+    device: str
+    precision: str
+    mode: str
+    method: str
+    setup: Setup
+    shape: ModelShape
+    workload: Workload
+    parts: list[Part]
+    peak: float  # bytes
+    capacity: float  # bytes available on the device
+    capacity_note: str
+    time: dict = field(default_factory=dict)  # seconds per step by part, "total"
+    calibration: dict = field(default_factory=dict)
+    flops_per_token: float = 0.0
+    assumptions: list[str] = field(default_factory=list)
+    advice: list[dict] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak <= self.capacity
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self.time.get("total")
+
+    @property
+    def total_seconds(self) -> float | None:
+        return self.seconds_per_step * self.workload.steps if self.seconds_per_step is not None else None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(fits=self.fits, seconds_per_step=self.seconds_per_step, total_seconds=self.total_seconds)
+        return out
+
+
+@dataclass
+class Inputs:
+    """What make_plan reads from disk once; advice re-plans variants of the config from it."""
+
+    shape: ModelShape
+    lengths: list[int]  # tokens per training example (untruncated; prompts for GRPO)
+    trained: list[float]  # trained share per sampled example
+
+
+SLOW_SECONDS = 3600  # advice on speed is offered for runs longer than this
+
+
+def plan_config(
+    config: Config, device: str | None = None, memory: float | None = None, calibrate_time: bool = True
+) -> Plan:
+    """The plan with advice: changes that would fit when it does not, or run faster when it is slow."""
+    from tunesmith.plan.advice import advise
+
+    inputs = read_inputs(config)
+    plan = make_plan(config, device, memory, inputs=inputs, calibrate_time=calibrate_time)
+    if not plan.fits or (plan.total_seconds or 0) > SLOW_SECONDS:
+        plan.advice = advise(config, plan, inputs, device, memory)
+    return plan
+
+
+def make_plan(
+    config: Config,
+    device: str | None = None,
+    memory: float | None = None,
+    calibrate_time: bool = True,
+    inputs: Inputs | None = None,
+    fresh_calibration: bool = False,
+) -> Plan:
+    """The memory and time plan of `config` on `device` (default: train.device), without loading weights."""
+    device, precision = resolve_device(config, device)
+    inputs = inputs or read_inputs(config)
+    setup = make_setup(config, device, precision, inputs.shape)
+    workload = make_workload(config, inputs, setup)
+    from tunesmith.plan.capacity import device_capacity
+    from tunesmith.plan.overhead import framework_overhead
+
+    overhead, overhead_note = framework_overhead(device)
+    parts, peak = memory_parts(inputs.shape, setup, workload, overhead)
+    capacity, capacity_note = (memory, "given with --memory") if memory else device_capacity(device)
+    plan = Plan(
+        model=config.model.name_or_path,
+        device=device,
+        precision=precision,
+        mode=config.train.mode,
+        method=config.method,
+        setup=setup,
+        shape=inputs.shape,
+        workload=workload,
+        parts=parts,
+        peak=peak,
+        capacity=capacity,
+        capacity_note=capacity_note,
+    )
+    plan.assumptions = assumptions(plan, overhead_note)
+    if calibrate_time:
+        add_time(plan, fresh_calibration)
+    return plan
+
+
+def resolve_device(config: Config, device: str | None) -> tuple[str, str]:
+    """(device, precision) as training would choose them; a GPU that is not here is planned for, not probed."""
+    from tunesmith.model.device import pick_device
+
+    requested = device or config.train.device
+    dev = pick_device(requested)
+    precision = config.train.precision
+    if precision == "auto":
+        precision = _gpu_precision() if dev == "cuda" else "fp32"
+    return dev, precision
+
+
+def _gpu_precision() -> str:
+    import torch
+
+    return "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
+
+
+def make_setup(config: Config, device: str, precision: str, shape: ModelShape) -> Setup:
+    from tunesmith.train.batching import resolve_batching
+    from tunesmith.train.prepare import activation_checkpointing
+    from tunesmith.train.trainer_setup import optimizer_name
+
+    like_ctx = SimpleNamespace(config=config, plan=SimpleNamespace(device=device, precision=precision))
+    lora = config.lora
+    adapter = lora_params(shape, lora.r, lora.target_modules, lora.use_dora) if config.train.mode != "full" else 0
+    dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(config.model.dtype)
+    return Setup(
+        device=device,
+        precision=precision,
+        mode=config.train.mode,
+        method=config.method,
+        optimizer=optimizer_name(like_ctx),
+        checkpointing=activation_checkpointing(like_ctx),
+        batching=resolve_batching(config.train.batching, device),
+        lora_params=adapter,
+        rank=lora.r,
+        dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        double_quant=config.quantization.double_quant,
+        weights_dtype=dtype,
+        beta=config.grpo.beta if config.method == "grpo" else 0.0,
+    )
+
+
+def make_workload(config: Config, inputs: Inputs, setup: Setup) -> Workload:
+    if config.method == "grpo":
+        return grpo_workload(inputs.lengths, config)
+    lengths = [min(n, config.data.max_length) for n in inputs.lengths]
+    return sft_workload(lengths, inputs.trained, config, setup.batching)
+
+
+def read_inputs(config: Config) -> Inputs:
+    """The training split's token lengths (like `data stats`) and the model's shape (meta device)."""
+    from tunesmith.data.splits import prepare_splits
+
+    rows = prepare_splits(config)["train"]
+    tokenizer = run_tokenizer(config, rows)
+    hf_config = model_config(config, vocab_size=len(tokenizer))
+    shape = model_shape(hf_config, config.model.name_or_path)
+    if config.method == "grpo":
+        return Inputs(shape, prompt_lengths(tokenizer, rows, config), [])
+    from tunesmith.data.stats import count_tokens
+
+    return Inputs(shape, count_tokens(tokenizer, rows), trained_shares(tokenizer, rows[:MASK_SAMPLE], config))
+
+
+def run_tokenizer(config: Config, rows: list[dict]):
+    """The tokenizer training would use (a `tiny:` one is trained on the same text as train trains it on)."""
+    from tunesmith.data.clean import texts_of
+    from tunesmith.model.base import tokenizer_for_run
+    from tunesmith.model.load import tokenizer_for
+
+    if config.train.init_from:
+        return tokenizer_for_run(config, config.model.name_or_path)
+    return tokenizer_for(config.model, texts=["\n".join(texts_of(row)) for row in rows])
+
+
+def trained_shares(tokenizer, rows: list[dict], config: Config) -> list[float]:
+    """Per example, the share of positions whose next token is trained (where logits are computed)."""
+    from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
+
+    shares = []
+    for row in rows:
+        tok = tokenize_example(tokenizer, row, config.data.loss_on, config.data.max_length)
+        n = max(1, len(tok.labels))
+        shares.append(sum(1 for x in tok.labels[1:] if x != IGNORE_INDEX) / n)
+    return shares
+
+
+def prompt_lengths(tokenizer, rows: list[dict], config: Config) -> list[int]:
+    from tunesmith.data.tokenize import prompt_ids
+    from tunesmith.rewards.prompts import grpo_rows
+
+    return [len(prompt_ids(tokenizer, r["prompt"])) for r in grpo_rows(rows, config)]
+
+
+def add_time(plan: Plan, fresh: bool = False) -> None:
+    """Seconds per step and in total, from a calibration on this machine (skipped for a device not here)."""
+    from tunesmith.plan.speed import calibrate, flops_per_token, matmul_shapes, mean_context, step_time
+
+    if not device_present(plan.device):
+        plan.assumptions.append(f"time not estimated: no {plan.device} device here to calibrate on")
+        return
+    shapes = matmul_shapes(plan.shape, plan.workload)
+    s, w = plan.setup, plan.workload
+    probe = (
+        {
+            "model_type": plan.shape.model_type,
+            "mode": s.mode,
+            "dropout": s.dropout,
+            "batch_size": w.batch_size,
+            "batching": s.batching,
+            "generations": w.generations,
+        }
+        if plan.shape.model_type
+        else None
+    )
+    cal = calibrate(plan.device, plan.precision, shapes, qlora=plan.mode == "qlora", use_cache=not fresh, probe=probe)
+    elementwise = activation_bytes_per_token(plan.shape, Setup(**{**asdict(plan.setup), "mode": "full"}))
+    plan.time = step_time(plan.shape, plan.setup, plan.workload, cal, elementwise)
+    plan.flops_per_token = flops_per_token(
+        plan.shape, plan.setup, plan.workload.trained_share, mean_context(plan.workload)
+    )
+    peak = max(cal.rate(*map(int, k.split("x"))) for k in cal.matmul_s)
+    plan.calibration = {
+        "cached": cal.cached,
+        "seconds": round(cal.seconds, 2),
+        "best_matmul_gflops": peak / 1e9,
+        "layer_step_ms": cal.layer_step_s * 1e3,
+        "bandwidth_gbs": cal.bandwidth / 1e9,
+        "op_us": cal.op_s * 1e6,
+        "threads": cal.threads,
+    }
+
+
+def device_present(device: str) -> bool:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_available()
+    if device == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return True
+
+
+def assumptions(plan: Plan, overhead_note: str) -> list[str]:
+    w, s = plan.workload, plan.setup
+    out = [
+        f"{w.examples:,} training {'prompts' if plan.method == 'grpo' else 'examples'}, {w.steps:,} steps of {w.micro_batches // max(1, w.steps)} micro-batch(es) x {w.batch_size}",
+        f"batching {s.batching}: the largest micro-batch of this run holds {w.peak_batch_tokens:,} positions ({w.peak_batch_trained:,} trained)",
+        f"precision {s.precision}, optimizer {s.optimizer}, activation checkpointing {'on' if s.checkpointing else 'off'}",
+        f"framework overhead: {overhead_note}",
+    ]
+    if plan.method == "grpo":
+        out.append(
+            f"GRPO: every completion runs to grpo.max_completion_length ({w.completion_length}) tokens (an untrained model rarely stops early)"
+        )
+    return out

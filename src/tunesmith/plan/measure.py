@@ -1,0 +1,76 @@
+"""Measured peak memory and seconds per step of a training run, written to manifest.json under `measured`.
+
+Peak memory: the process's peak RSS on a CPU (what the plan predicts there), the allocator's peak reserved
+memory on CUDA. Seconds per step: the mean wall time of optimizer steps, the first one left out (it pays
+one-off costs: kernel selection, lazy initialisation, optimizer state allocation).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+from transformers import TrainerCallback
+
+MMAP_THRESHOLD = 256 * 1024  # bytes; allocations from this size get their own pages, returned when freed
+M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
+
+
+def release_freed_tensors_on_cpu() -> bool:
+    """Make glibc give freed tensor memory back to the OS at once (Linux, CPU training).
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which activation-
+    sized tensors come from the heap and their memory stays with the process when freed: on a 10M LoRA run
+    the peak RSS was 1,084 MiB with the default and 824 MiB with a fixed threshold (live tensors 370 MiB over
+    the model), and RSS fell back to the model's size between steps. A fixed threshold makes the peak the
+    live tensors, which is what `tunesmith plan` predicts. No measurable step-time change here.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+
+
+def peak_memory(device: str) -> float:
+    """Bytes: CUDA's peak reserved memory, else the process's peak resident set."""
+    if device == "cuda":
+        import torch
+
+        return float(torch.cuda.max_memory_reserved())
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
+
+
+class MeasureCallback(TrainerCallback):
+    """Times every optimizer step and records the peak memory when training ends."""
+
+    def __init__(self, run, device: str):
+        self.run = run
+        self.device = device
+        self.started = 0.0
+        self.steps: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(time.perf_counter() - self.started)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        timed = self.steps[1:] or self.steps
+        measured = {
+            "peak_memory": peak_memory(self.device),
+            "peak_memory_kind": "max_memory_reserved" if self.device == "cuda" else "process peak RSS",
+            "seconds_per_step": sum(timed) / len(timed) if timed else None,
+            "steps_timed": len(timed),
+        }
+        manifest = self.run.read_manifest()
+        manifest.update(measured=measured)
+        self.run.write_manifest(manifest)

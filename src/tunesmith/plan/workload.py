@@ -1,0 +1,133 @@
+"""What one run pushes through the model: token lengths of the training split and the batches it will form.
+
+The lengths are counted like `data stats` counts them (the chat template rendered, the fast tokenizer in
+batches) on the training split the run would use, then cut at `data.max_length`. The share of trained
+tokens comes from tokenizing a sample with the real loss mask. The micro-batches are drawn as the trainer
+draws them (a seeded shuffle per epoch; padded batches are grouped by length, longest first), so the peak
+batch is the largest one this run will really see, not a worst case it never meets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+MASK_SAMPLE = 300  # examples tokenized with the loss mask to measure the trained share
+
+
+@dataclass
+class Workload:
+    examples: int  # training examples (prompts for GRPO)
+    steps: int  # optimizer steps
+    micro_batches: int  # forward/backward passes (steps x grad_accum)
+    batch_size: int  # sequences per micro-batch
+    mean_length: float  # tokens per example after truncation
+    max_length_seen: int  # the longest (truncated) example
+    trained_share: float  # share of tokens whose next token is trained
+    tokens_per_step: float  # real (non-pad) tokens per optimizer step, mean
+    computed_tokens_per_step: float  # tokens the model computes per step (padding included)
+    peak_batch_tokens: int  # positions of the largest micro-batch (padding included)
+    peak_batch_trained: int  # trained positions in that micro-batch (logits are computed for these)
+    peak_longest: int  # longest sequence in that micro-batch (attention works per sequence)
+    completion_length: int = 0  # GRPO: tokens generated per completion
+    generations: int = 0  # GRPO: completions per prompt
+
+    @property
+    def truncated_note(self) -> str:
+        return f"examples cut at {self.max_length_seen} tokens" if self.max_length_seen else ""
+
+
+def run_steps(config, examples: int) -> int:
+    """Optimizer steps of the run: max_steps, else epochs over the examples (as the Trainer counts them).
+    A --smoke run is planned from its smoke config (config/smoke.py), like any other."""
+    t = config.train
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = max(1, math.ceil(examples / t.batch_size) // t.grad_accum)
+    return max(1, math.ceil(per_epoch * t.epochs))
+
+
+def sft_workload(lengths: list[int], trained: list[float], config, batching: str) -> Workload:
+    """Batches of an SFT run over examples of these (truncated) lengths and trained shares."""
+    t = config.train
+    steps = run_steps(config, len(lengths))
+    micro = steps * t.grad_accum
+    share = sum(trained) / max(1, len(trained))
+    batches = draw_batches(
+        len(lengths), t.batch_size, micro, config.run.seed, lengths if batching == "padded" else None
+    )
+    real = [sum(lengths[i] for i in b) for b in batches]
+    computed = [len(b) * max(lengths[i] for i in b) for b in batches] if batching == "padded" else real
+    peak = max(range(len(batches)), key=lambda k: computed[k])
+    peak_batch = batches[peak]
+    # the padded path computes logits for every position; the padding-free path only at trained ones
+    peak_trained = (
+        computed[peak] if batching == "padded" else round(sum(lengths[i] * trained_at(trained, i) for i in peak_batch))
+    )
+    return Workload(
+        examples=len(lengths),
+        steps=steps,
+        micro_batches=micro,
+        batch_size=t.batch_size,
+        mean_length=sum(lengths) / max(1, len(lengths)),
+        max_length_seen=max(lengths, default=0),
+        trained_share=share,
+        tokens_per_step=sum(real) / len(batches) * t.grad_accum,
+        computed_tokens_per_step=sum(computed) / len(batches) * t.grad_accum,
+        peak_batch_tokens=computed[peak],
+        peak_batch_trained=peak_trained,
+        peak_longest=max(lengths[i] for i in peak_batch),
+    )
+
+
+def trained_at(trained: list[float], i: int) -> float:
+    """The trained share of example i (measured for a sample; the sample's mean for the rest)."""
+    return trained[i] if i < len(trained) else sum(trained) / max(1, len(trained))
+
+
+def draw_batches(
+    n: int, batch_size: int, count: int, seed: int, group_lengths: list[int] | None = None
+) -> list[list[int]]:
+    """`count` micro-batches of example indices, a fresh seeded shuffle per epoch (the last short batch kept).
+
+    With `group_lengths` (padded batching), each epoch's order is grouped by length with the longest batch
+    first, as transformers' LengthGroupedSampler does.
+    """
+    rng = random.Random(seed)
+    batches: list[list[int]] = []
+    while len(batches) < count:
+        order = list(range(n))
+        rng.shuffle(order)
+        if group_lengths is not None:
+            order.sort(key=lambda i: -group_lengths[i])
+        batches += [order[k : k + batch_size] for k in range(0, n, batch_size)]
+    return batches[:count]
+
+
+def grpo_workload(prompt_lengths: list[int], config) -> Workload:
+    """GRPO: every step generates batch_size x grad_accum completions (groups of num_generations) of up to
+    max_completion_length tokens, then trains on prompt + completion with logits over the completion."""
+    t, g = config.train, config.grpo
+    batch, accum = t.batch_size, t.grad_accum
+    prompts_per_step = max(1, batch * accum // g.num_generations)
+    steps = t.max_steps or max(1, math.ceil(len(prompt_lengths) / prompts_per_step * t.epochs))
+    longest_prompt = max(prompt_lengths, default=0)
+    mean_prompt = sum(prompt_lengths) / max(1, len(prompt_lengths))
+    completion = g.max_completion_length  # an untrained model rarely stops early: plan for full length
+    return Workload(
+        examples=len(prompt_lengths),
+        steps=steps,
+        micro_batches=steps * accum,
+        batch_size=batch,
+        mean_length=mean_prompt + completion,
+        max_length_seen=longest_prompt + completion,
+        trained_share=completion / (mean_prompt + completion),
+        tokens_per_step=batch * accum * (mean_prompt + completion),
+        computed_tokens_per_step=batch * accum * (longest_prompt + completion),
+        peak_batch_tokens=batch * (longest_prompt + completion),
+        peak_batch_trained=batch * (completion + 1),
+        peak_longest=longest_prompt + completion,
+        completion_length=completion,
+        generations=batch * accum,
+    )

@@ -1,0 +1,238 @@
+"""`tunesmith plan`: no weights loaded, fast, activations as autograd keeps them, memory vs measured RSS,
+advice, the train hook that refuses what will not fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tunesmith.config.load import load_config
+from tunesmith.plan.build import make_plan, plan_config
+from tunesmith.plan.memory import Setup, activation_bytes_per_token
+from tunesmith.plan.params import lora_params, model_shape
+
+WORDS = "apple river stone cloud green seven quick table music light paper north".split()
+
+
+def write_chats(path: Path, n: int = 60) -> Path:
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for _ in range(n):
+        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20)))
+        a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40)))
+        rows.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config_dict(tmp_path: Path, mode: str = "lora", **tiny) -> dict:
+    return {
+        "run": {"name": "p", "output_dir": str(tmp_path / "runs"), "seed": 0},
+        "model": {
+            "name_or_path": "tiny:llama",
+            "tiny": {"layers": 2, "hidden": 64, "heads": 4, "vocab_size": 512, **tiny},
+        },
+        "data": {
+            "sources": [{"path": str(write_chats(tmp_path / "chat.jsonl"))}],
+            "max_length": 128,
+            "split": {"val": 0.0, "test": 0.0},
+        },
+        "train": {"mode": mode, "max_steps": 3, "batch_size": 4, "grad_accum": 1, "save_steps": 1000},
+        "tracking": {"report_to": ["none"]},
+    }
+
+
+def test_plan_loads_no_weights_and_takes_under_5_seconds(tmp_path, monkeypatch):
+    """from_pretrained / safetensors loading raise: the plan must never call them. Timed after a first call
+    filled the caches (framework overhead, calibration), as a second `tunesmith plan` on a machine would be."""
+    import transformers
+
+    config = load_config(data=config_dict(tmp_path))
+    plan_config(config, device="cpu")  # warm the cache
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("plan loaded weights")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_weights)
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", no_weights)
+    monkeypatch.setattr("safetensors.torch.load_file", no_weights)
+    started = time.perf_counter()
+    plan = plan_config(config, device="cpu")
+    assert time.perf_counter() - started < 5.0
+    assert plan.fits and plan.seconds_per_step > 0 and plan.peak > 0
+    assert not (tmp_path / "runs").exists(), "plan wrote a run directory"
+
+
+def test_plan_cli_json(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config_dict(tmp_path)))
+    out = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "plan", str(path), "--json", "--memory", "64GB"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["fits"] is True and data["capacity"] == 64 * 2**30
+    assert {p["name"] for p in data["parts"]} >= {
+        "weights",
+        "adapter",
+        "gradients",
+        "optimizer",
+        "activations",
+        "logits",
+        "framework overhead",
+    }
+
+
+def test_bad_memory_size_is_a_usage_error(tmp_path, capsys):
+    from tunesmith.cli.main import main
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config_dict(tmp_path)))
+    assert main(["plan", str(path), "--memory", "lots"]) == 2
+    assert "--memory lots: not a size" in capsys.readouterr().err
+
+
+def saved_activation_bytes(model, tokens: int) -> float:
+    """Bytes of the tensors autograd saves in one forward (parameters and buffers excluded, each storage once)."""
+    import torch
+
+    owned = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in owned:
+            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=torch.randint(0, 256, (1, tokens)), use_cache=False, logits_to_keep=1)
+    return sum(seen.values())
+
+
+def layer_model(mode: str, dropout: float, layers: int, hidden=256, intermediate=768, heads=4, kv_heads=2):
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tunesmith.model.adapters import add_adapters
+
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = add_adapters(
+        AutoModelForCausalLM.from_config(config),
+        load_config(data={"train": {"mode": mode}, "lora": {"r": 8, "dropout": dropout}}),
+    )
+    if mode != "full":
+        model.enable_input_require_grads()  # as sft.prepare_model does
+    return model.train(), config
+
+
+@pytest.mark.parametrize("mode, dropout", [("full", 0.0), ("lora", 0.05), ("lora", 0.0)])
+def test_activation_formula_matches_what_autograd_saves(mode, dropout):
+    """Per token and layer, the formula equals the saved tensors of real Llama layers (3 layers minus 1
+    layer, so embeddings and the output layer cancel) within 3%."""
+    tokens = 128
+    one, config = layer_model(mode, dropout, 1)
+    three, _ = layer_model(mode, dropout, 3)
+    measured = (saved_activation_bytes(three, tokens) - saved_activation_bytes(one, tokens)) / 2 / tokens
+    shape = model_shape(config, "llama")
+    setup = Setup(
+        "cpu",
+        "fp32",
+        mode,
+        "sft",
+        "adamw_torch",
+        False,
+        "padding_free",
+        lora_params(shape, 8, "all-linear"),
+        rank=8,
+        dropout=dropout,
+    )
+    assert activation_bytes_per_token(shape, setup) == pytest.approx(measured, rel=0.03)
+
+
+def test_activation_formula_check_catches_a_missing_mlp_term():
+    """Planted bug: forgetting the MLP's kept outputs (3i per token) is far outside the 3% bound."""
+    tokens = 128
+    one, config = layer_model("full", 0.0, 1)
+    three, _ = layer_model("full", 0.0, 3)
+    measured = (saved_activation_bytes(three, tokens) - saved_activation_bytes(one, tokens)) / 2 / tokens
+    shape = model_shape(config, "llama")
+    setup = Setup("cpu", "fp32", "full", "sft", "adamw_torch", False, "padding_free", 0)
+    wrong = activation_bytes_per_token(shape, setup) - 4 * 3 * shape.intermediate
+    assert wrong != pytest.approx(measured, rel=0.03)
+
+
+def test_qlora_weights_count_nf4_and_its_constants(tmp_path):
+    config = load_config(data=config_dict(tmp_path, "qlora"))
+    plan = make_plan(config, device="cpu", calibrate_time=False)
+    shape = plan.shape
+    weights = next(p.bytes for p in plan.parts if p.name == "weights")
+    nf4 = shape.linear_weights * (0.5 + 1 / 64 + 4 / (64 * 256))
+    assert weights == pytest.approx(nf4 + 4 * (shape.params - shape.linear_weights))
+    config.quantization.double_quant = False
+    plain = next(p.bytes for p in make_plan(config, device="cpu", calibrate_time=False).parts if p.name == "weights")
+    assert plain - weights == pytest.approx(shape.linear_weights * (4 / 64 - 1 / 64 - 4 / (64 * 256)))
+
+
+def test_padded_batches_cost_more_than_padding_free(tmp_path):
+    free = make_plan(load_config(data=config_dict(tmp_path)), device="cpu", calibrate_time=False)
+    config = load_config(data=config_dict(tmp_path))
+    config.train.batching = "padded"
+    padded = make_plan(config, device="cpu", calibrate_time=False)
+    assert padded.workload.peak_batch_tokens == 4 * padded.workload.max_length_seen  # longest batch first
+    assert padded.peak > free.peak
+
+
+def test_does_not_fit_gives_advice_that_fits(tmp_path):
+    """A device with room for the LoRA run but not the full fine-tune: the plan says no, and the advice
+    (each a --set planned again) includes a change that fits."""
+    config = load_config(data=config_dict(tmp_path, "full", layers=4, hidden=256))
+    lora = load_config(data=config_dict(tmp_path, "lora", layers=4, hidden=256))
+    capacity = make_plan(lora, device="cpu", calibrate_time=False).peak + 2**20
+    plan = plan_config(config, device="cpu", memory=capacity)
+    assert not plan.fits and plan.advice
+    assert any(a["fits"] for a in plan.advice)
+    for advice in plan.advice:
+        assert all("=" in s for s in advice["set"]) and advice["peak"] < plan.peak
+
+
+def test_train_refuses_a_run_that_will_not_fit(tmp_path, monkeypatch, capsys):
+    """`train` exits 2 with the advice before building or loading any model; --force goes on."""
+    import tunesmith.model.base as base
+    import tunesmith.plan.capacity as capacity
+    from tunesmith.cli.main import main
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config_dict(tmp_path)))
+    monkeypatch.setattr(capacity, "available_ram", lambda: 100 * 2**20)  # less than the libraries alone
+    monkeypatch.setattr(base, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "--force" in err
+    assert not (tmp_path / "runs" / "p" / "base_model").exists()
+
+
+def test_bare_on_off_overrides_read_as_words():
+    config = load_config(data={}, overrides=["train.activation_checkpointing=on"])
+    assert config.train.activation_checkpointing == "on"
