@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+"
+# A minus sign counts only where it cannot be a dash between numbers or words ("10-20" ends in 20, not -20);
+# U+2212 is the minus sign typeset text uses.
+_NUMBER = r"(?:(?<![\w.])[-\u2212])?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
 _FINAL_PATTERNS = [
     re.compile(r"####\s*(" + _NUMBER + ")"),
     re.compile(r"<answer>\s*(" + _NUMBER + r")\s*</answer>", re.I),
@@ -15,7 +17,7 @@ _FINAL_PATTERNS = [
 
 
 def normalize_number(text: str) -> float | None:
-    cleaned = text.replace(",", "").replace("$", "").strip().rstrip(".")
+    cleaned = text.replace(",", "").replace("$", "").replace("\u2212", "-").strip().rstrip(".")
     try:
         return float(cleaned)
     except ValueError:

@@ -1,7 +1,8 @@
 """Generation metrics as pure functions `(predictions, references, **columns) -> {name: score}`.
 
 Shared by `tunesmith eval` (averaged over a test set) and GRPO rewards (per completion: call with one-item
-lists, or use the `*_score` helpers that score a single pair). Every score lies in [0, 1] unless named otherwise.
+lists, or use the `*_score` helpers that score a single pair). Every score lies in [0, 1] except `bleu`, which is
+sacreBLEU's corpus score on its usual 0-100 scale (the figure papers and leaderboards quote).
 """
 
 from __future__ import annotations
@@ -59,16 +60,29 @@ def parse_json_strict(text: str):
         return None
 
 
+def json_equal(a, b) -> bool:
+    """JSON equality: key order ignored, 1 == 1.0, but true is not 1 and "1" is not 1 (Python's == says True == 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
 def json_scores(prediction: str, reference: str, fields: Sequence[str] | None = None) -> dict[str, float]:
     """One pair: json_valid, json_match (whole object) and json_field_<name> per reference field."""
     parsed = parse_json_strict(prediction)
     ref = reference if isinstance(reference, (dict, list)) else extract_json(reference)
-    out = {"json_valid": float(parsed is not None), "json_match": float(parsed is not None and parsed == ref)}
+    out = {"json_valid": float(parsed is not None), "json_match": float(parsed is not None and json_equal(parsed, ref))}
     keys = list(fields) if fields is not None else (list(ref) if isinstance(ref, dict) else [])
     got = parsed if isinstance(parsed, dict) else {}
     for key in keys:
         expected = ref.get(key) if isinstance(ref, dict) else None
-        out[f"json_field_{key}"] = float(key in got and got[key] == expected)
+        out[f"json_field_{key}"] = float(key in got and json_equal(got[key], expected))
     return out
 
 
@@ -98,14 +112,17 @@ def numeric(predictions: Sequence[str], references: Sequence[str], **columns) ->
     }
 
 
-def bleu(predictions: Sequence[str], references: Sequence[str], **columns) -> dict[str, float]:
-    """Corpus BLEU-4 (nltk, whitespace tokens, method-1 smoothing so short outputs do not score 0 outright)."""
-    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+def bleu(predictions: Sequence[str], references: Sequence, **columns) -> dict[str, float]:
+    """Corpus BLEU exactly as sacreBLEU computes it (13a tokenizer, exp smoothing, 0-100).
+
+    A reference is one string, or a list of strings when an example has several references.
+    """
+    import sacrebleu
 
     _check_lengths(predictions, references)
-    hyps = [normalize_text(p).split() for p in predictions]
-    refs = [[normalize_text(r).split()] for r in references]
-    return {"bleu": float(corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method1))}
+    per_example = [[r] if isinstance(r, str) else list(r) for r in references]
+    streams = [[refs[i] if i < len(refs) else None for refs in per_example] for i in range(max(map(len, per_example), default=1))]
+    return {"bleu": float(sacrebleu.corpus_bleu(list(predictions), streams).score)}
 
 
 BUILTIN: dict[str, Metric] = {
