@@ -50,7 +50,8 @@ class Manifest(BaseModel):
     data: dict[str, dict] | None = None  # split -> {"sha256", "rows"}
     start_time: str | None = None
     end_time: str | None = None
-    resumes: list[dict] | None = None  # {"time", "from"} per --resume
+    resumes: list[dict] | None = None  # {"time", "from", "checkpoint_step", "first_step"} per --resume
+    first_step: int | None = None  # the first step the first process trained (a resume's is in `resumes`)
     steps: int | None = None
     tokens: int | None = None
     train_loss: float | None = None

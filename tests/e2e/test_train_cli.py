@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,25 @@ def test_smoke_runs_the_whole_pipeline_fast(tmp_path):
     assert not (tmp_path / "runs" / "t").exists()
 
 
+def resume_problems(run: Path, checkpoint_step: int) -> list[str]:
+    """What shows a resumed run did not continue from `checkpoint_step` (empty when it did).
+
+    Training is deterministic, so a run that silently restarts from step 1 ends with the same losses and
+    weights; only where the resumed process started, and the rows it logged, tell the two apart.
+    """
+    problems = []
+    resumes = json.loads((run / "manifest.json").read_text()).get("resumes") or [{}]
+    last = resumes[-1]
+    if not str(last.get("from", "")).endswith(f"step-{checkpoint_step}") or last.get("checkpoint_step") != checkpoint_step:
+        problems.append(f"manifest does not record resuming from step-{checkpoint_step}: {last}")
+    if last.get("first_step") != checkpoint_step + 1:
+        problems.append(f"the resumed process trained step {last.get('first_step')} first, not {checkpoint_step + 1}")
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    if steps != sorted(set(steps)):
+        problems.append(f"metrics.jsonl logs some steps twice: {steps}")
+    return problems
+
+
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     whole = write_config(tmp_path, name="whole")
     assert tunesmith("train", str(whole)).returncode == 0
@@ -79,6 +99,46 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     a, b = load_file(reference / "final" / "adapter_model.safetensors"), load_file(run / "final" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-6", "step-8"]
+    assert resume_problems(run, checkpoint_step=4) == []
+
+
+def test_restart_instead_of_resume_is_caught(tmp_path, monkeypatch):
+    """Plant `--resume` silently restarting from step 1: the losses still match, resume_problems does not."""
+    from transformers import Trainer
+
+    from tunesmith.config import load_config
+    from tunesmith.train import sft
+    from tunesmith.train.api import train
+
+    config_file = write_config(tmp_path, name="crash", max_steps=6, save_steps=3)
+    config = load_config(config_file)
+    original, calls = sft.loss_on_trained_positions, []
+
+    def crash_at_step_5(model, inputs, num_items_in_batch=None):
+        calls.append(1)
+        if len(calls) > 8:  # grad_accum 2: calls 9-10 are step 5
+            raise RuntimeError("planted crash")
+        return original(model, inputs, num_items_in_batch)
+
+    monkeypatch.setattr(sft, "loss_on_trained_positions", crash_at_step_5)
+    with pytest.raises(RuntimeError, match="planted crash"):
+        train(config)
+    monkeypatch.undo()
+    run = tmp_path / "runs" / "crash"
+    saved = run.parent / "crash-copy"
+    shutil.copytree(run, saved)
+    train(load_config(config_file), resume=True)
+    assert resume_problems(run, checkpoint_step=3) == []
+
+    shutil.rmtree(run)
+    shutil.copytree(saved, run)
+    real_train = Trainer.train
+    monkeypatch.setattr(Trainer, "train", lambda self, resume_from_checkpoint=None, **kw: real_train(self, None, **kw))
+    train(load_config(config_file), resume=True)
+    assert resume_problems(run, checkpoint_step=3) == [
+        "the resumed process trained step 1 first, not 4",
+        "metrics.jsonl logs some steps twice: [1, 2, 3, 1, 2, 3, 4, 5, 6]",
+    ]
 
 
 PLAIN_LOAD = """

@@ -126,6 +126,29 @@ class RichProgressCallback(TrainerCallback):
             self.progress = None
 
 
+class FirstStepCallback(TrainerCallback):
+    """Record in manifest.json the first step this process trains (in the last `resumes` entry when resumed).
+
+    A resumed run must start right after its checkpoint; one that silently restarts from step 1 trains the same
+    losses (training is deterministic), so only this record tells the two apart.
+    """
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.recorded = False
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.recorded or not state.is_world_process_zero:
+            return
+        self.recorded = True
+        manifest = self.run.read_manifest()
+        if manifest.resumes:
+            manifest.resumes = [*manifest.resumes[:-1], {**manifest.resumes[-1], "first_step": state.global_step + 1}]
+        else:
+            manifest.first_step = state.global_step + 1
+        self.run.write_manifest(manifest)
+
+
 class CheckpointCallback(TrainerCallback):
     """Rename the trainer's `checkpoint-N` (the temporary name) to `step-N` once complete; keep the last K."""
 

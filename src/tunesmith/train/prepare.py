@@ -162,7 +162,8 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
             manifest.init_from = ctx.config.train.init_from
         manifest.start_time = manifest.start_time or _now()
         if ctx.resume_from:
-            manifest.resumes = [*(manifest.resumes or []), {"time": _now(), "from": str(ctx.resume_from)}]
+            entry = {"time": _now(), "from": str(ctx.resume_from), "checkpoint_step": int(ctx.resume_from.name[5:])}
+            manifest.resumes = [*(manifest.resumes or []), entry]
     manifest.update(**extra)
     ctx.run_dir.write_manifest(manifest)
 

@@ -17,6 +17,7 @@ from tunesmith.plan.measure import MeasureCallback
 from tunesmith.train.callbacks import (
     BestCallback,
     CheckpointCallback,
+    FirstStepCallback,
     MetricsCallback,
     RichProgressCallback,
     TrackerRunCallback,
@@ -101,6 +102,7 @@ def standard_callbacks(ctx: RunContext) -> list:
         BestCallback(ctx.run_dir, ctx.config.train.early_stopping_patience),
         InterruptCallback(save=ctx.config.train.save_checkpoints),
         MeasureCallback(ctx.run_dir, ctx.plan.device),  # measured peak memory and s/step, next to plan.json
+        FirstStepCallback(ctx.run_dir),
     ]
     tracking = ctx.config.tracking
     if tracking.project:
