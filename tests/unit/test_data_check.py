@@ -85,3 +85,56 @@ def test_too_long_rows_with_a_tokenizer(tiny_qwen2, tmp_path, capsys):
     assert code == 1
     assert out[0] == f"{path}:1: {tokens} tokens, longer than max_length 64 (would be truncated)"
     assert out[-1] == "1 problem in 2 rows in 1 file (too-long 1)"
+
+
+def _yahoo_config(tmp_path, assistant: str, rows: list[dict]):
+    """A config like examples/yahoo-questions over rows with the columns of title-question-pair."""
+    import json
+
+    data = tmp_path / "yahoo.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model: {name_or_path: 'tiny:qwen2'}\n"
+        f"data:\n  sources:\n    - {{path: {data}, format: template, template: {{user: 'Ask a question', assistant: '{assistant}'}}}}\n"
+    )
+    return config, data
+
+
+def test_template_naming_a_missing_column_lists_the_columns_with_did_you_mean(tmp_path, capsys):
+    rows = [{"title": "why is the sky blue?", "questions": "i saw it today"}, {"title": "best pizza?", "questions": "in rome"}]
+    config, data = _yahoo_config(tmp_path, "{title} {questionBody}", rows)
+    assert main(["data", "check", str(config)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    expected = ("template.assistant uses column 'questionBody' which the row lacks; "
+                "the row has: questions, title (did you mean 'questions'?)")
+    assert out[:2] == [f"{data}:1: {expected}", f"{data}:2: {expected}"]
+    fixed, _ = _yahoo_config(tmp_path, "{title} {questions}", rows)
+    assert main(["data", "check", str(fixed)]) == 0
+
+
+def test_null_cells_are_file_line_problems_and_training_refuses_them(tmp_path, capsys):
+    from tunesmith.config.load import load_config
+    from tunesmith.data.pipeline import prepare_splits
+    from tunesmith.errors import DataError
+
+    rows = [{"title": "why is the sky blue?", "questions": "i saw it today"}, {"title": "best pizza?", "questions": None}]
+    config, data = _yahoo_config(tmp_path, "{title} {questions}", rows)
+    assert main(["data", "check", str(config)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == f"{data}:2: template.assistant: column 'questions' is null (it would be trained as the text 'None')"
+    try:
+        prepare_splits(load_config(config))
+    except DataError as exc:
+        assert "row 2" in exc.message and "is null" in exc.message
+    else:
+        raise AssertionError("a null cell was accepted for training")
+    # A null message content in a messages file (the 'None' the issue saw) is refused the same way.
+    messages = tmp_path / "m.jsonl"
+    messages.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null}]}\n')
+    cfg = load_config(data={"model": {"name_or_path": "tiny:qwen2"}, "data": {"sources": [{"path": str(messages)}]}})
+    try:
+        prepare_splits(cfg)
+    except DataError as exc:
+        assert "row 1: turn 2 (assistant): content is null" in exc.message
+    else:
+        raise AssertionError("a null assistant content was accepted for training")

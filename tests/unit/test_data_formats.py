@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import REPO, shared_path
 from tunesmith.config.load import load_config
-from tunesmith.data.formats import FormatSpec, detect_format, to_internal
+from tunesmith.data.formats import FormatSpec, detect_format, require_no_nulls, to_internal
 from tunesmith.data.splits import load_source, load_sources, prepare_splits
 from tunesmith.errors import DataError
 
@@ -59,17 +59,18 @@ def test_text_jsonl_and_txt_lines():
 
 
 def test_template_over_csv_columns_and_tsv_alpaca():
-    template = {"user": "Ask a question", "assistant": "{title} {questionBody}"}
+    # questions.csv has the columns of sentence-transformers/yahoo-answers, config title-question-pair
+    template = {"user": "Ask a question", "assistant": "{title} {questions}"}
     examples, fmt, _ = _load(FIXTURES / "questions.csv", format="template", template=template)
     assert examples[0]["messages"][1]["content"] == "Pandas merge How do I merge two frames?"
-    assert examples[0]["meta"]["tag"] == "python"
+    assert examples[0]["meta"] == {"title": "Pandas merge", "questions": "How do I merge two frames?"}
     tsv, fmt, _ = _load(FIXTURES / "alpaca.tsv")
     assert fmt == "alpaca" and tsv[0]["messages"][1]["content"] == "hi"
 
 
 def test_columns_rename_and_system_prompt():
     examples, fmt, _ = _load(FIXTURES / "questions.csv", format="prompt_completion",
-                             columns={"prompt": "title", "completion": "questionBody"}, system_prompt="Be kind.")
+                             columns={"prompt": "title", "completion": "questions"}, system_prompt="Be kind.")
     assert examples[1]["messages"] == [
         {"role": "system", "content": "Be kind."}, {"role": "user", "content": "Git undo"},
         {"role": "assistant", "content": "How to undo a commit?"}]
@@ -78,7 +79,7 @@ def test_columns_rename_and_system_prompt():
 def test_ambiguous_and_unknown_formats_are_errors():
     with pytest.raises(DataError, match=r"ambiguous format.*alpaca.*text"):
         _load(FIXTURES / "ambiguous.jsonl")
-    with pytest.raises(DataError, match=r"cannot detect the format from the keys \['questionBody', 'tag', 'title'\]"):
+    with pytest.raises(DataError, match=r"cannot detect the format from the keys \['questions', 'title'\]"):
         _load(FIXTURES / "questions.csv")
     assert detect_format([{"question": "q", "answer": "a"}]) == ("prompt_completion", "prompt_completion: keys 'question' and 'answer'")
 
@@ -87,6 +88,30 @@ def test_template_missing_column_names_it():
     spec = FormatSpec("template", template={"user": "{nope}", "assistant": "x"})
     with pytest.raises(DataError, match="template.user uses column 'nope'"):
         to_internal({"a": 1}, spec)
+
+
+def test_template_missing_column_lists_present_ones_with_did_you_mean():
+    # The recipe's old template against a real title-question-pair row of sentence-transformers/yahoo-answers.
+    spec = FormatSpec("template", template={"user": "Ask a question", "assistant": "{title} {questionBody}"})
+    row = {"title": "why is the sky blue?", "questions": "i saw it today and wondered"}
+    with pytest.raises(DataError) as err:
+        to_internal(row, spec)
+    assert err.value.message == (
+        "template.assistant uses column 'questionBody' which the row lacks; the row has: questions, title (did you mean 'questions'?)"
+    )
+
+
+def test_null_column_in_template_is_an_error_not_the_text_none():
+    spec = FormatSpec("template", template={"user": "Ask a question", "assistant": "{title} {questions}"})
+    with pytest.raises(DataError, match="column 'questions' is null"):
+        to_internal({"title": "why?", "questions": None}, spec)
+
+
+def test_null_alpaca_instruction_is_not_stringified():
+    with pytest.raises(DataError, match=r"turn 1 \(user\): content is null"):  # never the text "None\nsome input"
+        to_internal({"instruction": None, "input": "some input", "output": "ok"}, FormatSpec("alpaca"))
+    with pytest.raises(DataError, match=r"turn 1 \(user\): content is null"):
+        require_no_nulls({"messages": [{"role": "user", "content": None}]})
 
 
 def test_weights_limit_sample_and_explicit_splits(tmp_path):

@@ -8,6 +8,7 @@ choice and refuses to guess between several.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tunesmith.data.example import Example
@@ -129,7 +130,7 @@ def to_internal(row: dict, spec: FormatSpec, fmt: str | None = None) -> Example:
         raise DataError(f"unknown format '{fmt}'")
     example = converter(renamed, spec)
     _require_content(example)
-    meta = {k: v for k, v in row.items() if not (k in ("messages", "conversations") and isinstance(v, list))}
+    meta = {k: v for k, v in row.items() if not (k in ("messages", "conversations") and isinstance(v, list)) and k != "tools"}
     example["meta"] = meta
     if "messages" in example and spec.system_prompt and not any(m.get("role") == "system" for m in example["messages"]):
         example["messages"].insert(0, {"role": "system", "content": spec.system_prompt})
@@ -154,8 +155,17 @@ def _messages(row: dict, spec: FormatSpec) -> dict:
         kept = {k: v for k, v in turn.items() if k in TURN_KEYS}
         if kept.get("content") is None and kept.get("tool_calls"):
             kept["content"] = ""  # templates index message['content'] even on tool-call turns
+        if isinstance(kept.get("tool_calls"), list):
+            kept["tool_calls"] = [_openai_call(c) for c in kept["tool_calls"]]
         out.append(kept)
-    return {"messages": out}
+    return {"messages": out, **_tools_of(row)}
+
+
+def _openai_call(call):
+    """An OpenAI tool call with its `arguments` JSON string parsed, as HF chat templates expect an object."""
+    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+        return {**call, "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments", {}))}}
+    return call
 
 
 def _sharegpt(row: dict, spec: FormatSpec) -> dict:
@@ -177,8 +187,66 @@ def _sharegpt(row: dict, spec: FormatSpec) -> dict:
         role = turn[tags["role_tag"]]
         if role not in roles:
             raise DataError(f"turn {i + 1}: unknown role '{role}' (expected one of {', '.join(sorted(set(roles)))})")
-        messages.append({"role": roles[role], "content": turn.get(tags["content_tag"])})
-    return {"messages": messages}
+        content = turn.get(tags["content_tag"])
+        if role == tags["function_tag"]:
+            _add_tool_calls(messages, parse_tool_calls(content, i + 1))
+        else:
+            messages.append({"role": roles[role], "content": content})
+    return {"messages": messages, **_tools_of(row)}
+
+
+def parse_tool_calls(value, turn: int) -> list[dict]:
+    """LLaMA-Factory's function_call value ('{"name": ..., "arguments": {...}}' or a list) -> OpenAI tool_calls."""
+    import json
+
+    try:
+        calls = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as exc:
+        raise DataError(f"turn {turn}: the function_call value is not JSON ({exc.msg})") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not calls or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls):
+        raise DataError(f"turn {turn}: a function_call value needs {{\"name\": ..., \"arguments\": {{...}}}}")
+    return [{"type": "function", "function": {"name": c["name"], "arguments": _arguments(c.get("arguments", {}))}} for c in calls]
+
+
+def _arguments(value):
+    """Arguments as an object: chat templates write them with `tojson`, so a JSON string would be quoted twice."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
+def _add_tool_calls(messages: list[dict], calls: list[dict]) -> None:
+    """Calls join the assistant turn right before them (text + call), else open an assistant turn of their own."""
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and not last.get("tool_calls"):
+        last["tool_calls"] = calls
+    else:
+        messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+
+
+def _tools_of(row: dict) -> dict:
+    """{'tools': [...]} in the OpenAI/HF shape from a row's `tools` (a JSON string or a list), or {}."""
+    import json
+
+    tools = row.get("tools")
+    if tools in (None, "", []):
+        return {}
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"'tools' is not valid JSON ({exc.msg})") from None
+    tools = tools if isinstance(tools, list) else [tools]
+    if not all(isinstance(t, dict) for t in tools):
+        raise DataError("'tools' must be a list of function schemas (objects with name, description, parameters)")
+    return {"tools": [t if t.get("type") == "function" and "function" in t else {"type": "function", "function": t} for t in tools]}
 
 
 def _alpaca(row: dict, spec: FormatSpec) -> dict:
@@ -190,7 +258,8 @@ def _alpaca(row: dict, spec: FormatSpec) -> dict:
             raise DataError("'history' must be a list of [user, assistant] pairs")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     instruction, extra = row["instruction"], row.get("input")
-    user = f"{instruction}\n{extra}" if isinstance(extra, str) and extra.strip() else instruction
+    both = isinstance(instruction, str) and isinstance(extra, str) and extra.strip()
+    user = f"{instruction}\n{extra}" if both else instruction  # a null instruction stays null (reported), never "None"
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
     return {"messages": messages}
 
@@ -220,11 +289,45 @@ def _template(row: dict, spec: FormatSpec) -> dict:
         pattern = spec.template.get(role)
         if pattern is None:
             continue
-        try:
-            messages.append({"role": role, "content": pattern.format_map(row)})
-        except KeyError as exc:
-            raise DataError(f"template.{role} uses column {exc} which the row lacks (columns: {sorted(row)})") from None
+        for column in template_columns(pattern):
+            if column not in row:
+                raise DataError(f"template.{role} uses column '{column}' which the row lacks; {columns_hint(column, row)}")
+            if row[column] is None:
+                raise DataError(f"template.{role}: column '{column}' is null (it would be trained as the text 'None')")
+        messages.append({"role": role, "content": pattern.format_map(row)})
     return {"messages": messages}
+
+
+def template_columns(pattern: str) -> list[str]:
+    """The column names a format string reads ('{title} {questions}' -> ['title', 'questions'])."""
+    import string
+
+    names = []
+    for _, field_name, _, _ in string.Formatter().parse(pattern):
+        if field_name:
+            names.append(field_name.split(".")[0].split("[")[0])
+    return list(dict.fromkeys(names))
+
+
+def columns_hint(column: str, row: dict) -> str:
+    """'the row has: a, b (did you mean 'b'?)' for a column name a row lacks."""
+    import difflib
+
+    present = sorted(str(k) for k in row)
+    close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
+    if not close:  # camelCase parts: questionBody -> questions
+        parts = [p.lower() for p in re.findall(r"[a-z]+|[A-Z][a-z]*", column)]
+        close = [k for k in present if any(p and k.lower().startswith(p) for p in parts)][:1]
+    return f"the row has: {', '.join(present)}" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def require_no_nulls(example: dict) -> None:
+    """Refuse a null turn content or text: templates would render it as the literal text 'None'."""
+    if "text" in example and example["text"] is None:
+        raise DataError("'text' is null")
+    for i, turn in enumerate(example.get("messages") or [], 1):
+        if turn.get("content") is None and not turn.get("tool_calls"):
+            raise DataError(f"turn {i} ({turn.get('role')}): content is null", hint="fill or drop the row; nulls are never trained as text")
 
 
 CONVERTERS = {

@@ -57,7 +57,8 @@ def _warnings(tokenizer, example: dict, tokenized, full_length: int, max_length:
     if not tokenized.truncated and not trained & ends:
         warnings.append("the end-of-turn / EOS token gets no loss: the model will not learn to stop")
     first = next(i for i, m in enumerate(messages) if m.get("role") == "assistant")
-    if render(tokenizer, messages[:first], add_generation_prompt=True) == render(tokenizer, messages[:first]):
+    tools = example.get("tools")
+    if render(tokenizer, messages[:first], add_generation_prompt=True, tools=tools) == render(tokenizer, messages[:first], tools=tools):
         warnings.append("the chat template adds no assistant marker with add_generation_prompt: prompts at inference will not match training")
     return warnings
 

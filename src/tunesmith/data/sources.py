@@ -35,7 +35,7 @@ class ResolvedSource:
 def resolve_source(source: SourceConfig, base_dir: Path | None = None) -> ResolvedSource:
     """Files or hub arguments plus the format spec (a dataset_info entry fills path, format, columns and tags)."""
     spec = FormatSpec(source.format, dict(source.columns), {}, source.template.model_dump() if source.template else None)
-    spec.system_prompt = _system_prompt(source, base_dir)
+    spec.system_prompt = source_system_prompt(source, base_dir)
     path = source.path
     if source.dataset_info:
         path = _apply_dataset_info(source, spec, base_dir)
@@ -59,7 +59,8 @@ def _local(path: str, base_dir: Path | None) -> Path | None:
     return None
 
 
-def _system_prompt(source: SourceConfig, base_dir: Path | None) -> str | None:
+def source_system_prompt(source: SourceConfig, base_dir: Path | None = None) -> str | None:
+    """A source's own system prompt: `system_prompt`, or the text of `system_prompt_file`."""
     if source.system_prompt_file is None:
         return source.system_prompt
     path = _find_file(source.system_prompt_file, base_dir)

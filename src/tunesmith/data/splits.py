@@ -19,7 +19,7 @@ from pathlib import Path
 from tunesmith.config.schema import Config, SourceConfig, SplitConfig
 from tunesmith.data.clean import clean_examples
 from tunesmith.data.example import Example
-from tunesmith.data.formats import DETECT_ROWS, detect_format, to_internal
+from tunesmith.data.formats import DETECT_ROWS, detect_format, require_no_nulls, to_internal
 from tunesmith.data.sources import read_rows, resolve_source
 from tunesmith.errors import DataError
 
@@ -58,7 +58,9 @@ def load_source(source: SourceConfig, config: Config, base_dir: Path | None = No
     examples = []
     for number, row in enumerate(rows, 1):
         try:
-            examples.append(to_internal(row, resolved.spec, fmt))
+            example = to_internal(row, resolved.spec, fmt)
+            require_no_nulls(example)
+            examples.append(example)
         except DataError as exc:
             raise DataError(f"{resolved.label}: row {number}: {exc.message}", hint=f"run `tunesmith data check {resolved.label}`") from None
     return examples, fmt, reason
@@ -145,6 +147,20 @@ def split_sources(loaded: list[LoadedSource], config: Config) -> dict[str, list[
     for name in ("val", "test"):
         splits[name] = [row for parts in per_source for row in parts[name]]
     return splits
+
+
+def system_prompt_of(config: Config, base_dir: Path | None = None) -> str | None:
+    """The system prompt a run trains with: the first source's own (text or file), else data.system_prompt.
+
+    This is what the run remembers (manifest.json) for generate, chat, eval prompts, parity and the Modelfile.
+    """
+    from tunesmith.data.sources import source_system_prompt
+
+    for source in config.data.sources:
+        own = source_system_prompt(source, base_dir)
+        if own:
+            return own
+    return config.data.system_prompt
 
 
 def prepare_splits(config: Config) -> dict[str, list[Example]]:
