@@ -98,3 +98,53 @@ def test_tokenize_dataset_is_cached_by_content(tiny_qwen2, tmp_path, monkeypatch
     assert again[:] == first[:] and list(tmp_path.iterdir()) == cached
     tokenize_dataset(tok, examples, max_length=16, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 2  # other settings, other fingerprint
+
+
+def _review_examples():
+    """zqz979/meta-review rows (Input: long reviews, Output: a short meta-review) through the recipe's template."""
+    from tunesmith.data.formats import FormatSpec, to_internal
+
+    spec = FormatSpec("template", template={"user": "Summarize these reviews:\n{Input}", "assistant": "{Output}"})
+    rows = [{"Input": " ".join(f"Reviewer {i} finds the method sound but the baselines weak." for i in range(30)),
+             "Output": "Accept with minor revisions: stronger baselines are needed."},
+            {"Input": "Short review: clear paper.", "Output": "Accept."}]
+    return [to_internal(r, spec) for r in rows]
+
+
+def test_truncation_right_left_drop_on_a_summary(tiny_qwen2):
+    from tunesmith.model.load import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_qwen2))
+    long, short = _review_examples()
+    full = tokenize_conversation(tokenizer, long["messages"])
+    answer = [t for t in full.labels if t != IGNORE_INDEX]
+    limit = len(full.input_ids) - len(answer) - 20  # the answer lies wholly beyond the limit
+    right = tokenize_conversation(tokenizer, long["messages"], max_length=limit)
+    left = tokenize_conversation(tokenizer, long["messages"], max_length=limit, truncation="left")
+    drop = tokenize_conversation(tokenizer, long["messages"], max_length=limit, truncation="drop")
+    assert right.truncated and right.num_loss_tokens == 0  # the summary is gone: nothing to learn
+    assert left.truncated and left.input_ids == full.input_ids[-limit:] and [t for t in left.labels if t != IGNORE_INDEX] == answer
+    assert drop.truncated and drop.input_ids == [] == drop.labels
+    same = tokenize_conversation(tokenizer, short["messages"], max_length=limit, truncation="left")
+    assert not same.truncated and same.input_ids == tokenize_conversation(tokenizer, short["messages"]).input_ids
+
+
+def test_examples_cut_to_no_trained_token_are_dropped_with_a_count(tiny_qwen2, capsys):
+    from tunesmith.config.schema import DataConfig
+    from tunesmith.data.stats import trained_tokens_cut
+    from tunesmith.model.load import load_tokenizer
+    from tunesmith.train.batching import tokenize_split
+
+    tokenizer = load_tokenizer(str(tiny_qwen2))
+    examples = _review_examples()
+    limit = len(tokenize_conversation(tokenizer, examples[0]["messages"]).input_ids) - 40
+    split = tokenize_split(tokenizer, examples, DataConfig(max_length=limit), "train")
+    assert (len(split.dataset), split.cut_away, split.skipped, split.truncated) == (1, 1, 0, 1)
+    assert f"train: dropped 1 of 2 examples whose trained tokens all lie beyond max_length {limit}" in capsys.readouterr().out
+    kept = tokenize_split(tokenizer, examples, DataConfig(max_length=limit, truncation="left"), "train")
+    assert (len(kept.dataset), kept.cut_away) == (2, 0)
+    assert trained_tokens_cut(tokenizer, examples, "assistant", limit, "right") == {
+        "max_length": limit, "side": "right", "truncated": 1, "lose_part": 0, "lose_all": 1}
+    assert trained_tokens_cut(tokenizer, examples, "assistant", limit, "left")["lose_all"] == 0
+    edge = len(tokenize_conversation(tokenizer, examples[0]["messages"]).input_ids) - 3  # cuts into the answer
+    assert trained_tokens_cut(tokenizer, examples, "assistant", edge, "right")["lose_part"] == 1

@@ -49,6 +49,7 @@ class DataStats:
     sources: list[dict] = field(default_factory=list)  # {label, format, reason, rows, train, val, test, dropped}
     lengths: LengthStats | None = None
     tokenizer: str = ""
+    truncation: dict | None = None  # {max_length, side, truncated, lose_part, lose_all}: trained tokens lost to the cut
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +60,8 @@ def render_texts(tokenizer, examples: list[dict]) -> list[str]:
     texts = []
     for example in examples:
         if is_conversation(example):
-            texts.append(tokenizer.apply_chat_template(example["messages"], tokenize=False))
+            extra = {"tools": example["tools"]} if example.get("tools") else {}
+            texts.append(tokenizer.apply_chat_template(example["messages"], tokenize=False, **extra))
         else:
             texts.append(example.get("text") or "")
     return texts
@@ -73,7 +75,7 @@ def count_tokens(tokenizer, examples: list[dict]) -> list[int]:
         chunk = texts[start : start + BATCH]
         is_text = [not is_conversation(ex) for ex in examples[start : start + BATCH]]
         plain = _encode_batch(tokenizer, chunk)
-        counts += [len(ids) + (_text_extra(tokenizer, ids) if text else 0) for ids, text in zip(plain, is_text)]
+        counts += [len(ids) + (_text_extra(tokenizer, ids) if text else _bos_extra(tokenizer, ids)) for ids, text in zip(plain, is_text)]
     return counts
 
 
@@ -85,9 +87,15 @@ def _encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
+def _bos_extra(tokenizer, ids: list[int]) -> int:
+    """1 when training puts a BOS in front that the rendered text lacks (SentencePiece families)."""
+    from tunesmith.data.tokenize import expects_bos
+
+    return 1 if expects_bos(tokenizer) and (not ids or ids[0] != tokenizer.bos_token_id) else 0
+
+
 def _text_extra(tokenizer, ids: list[int]) -> int:
-    extra = 1 if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else 0
-    return extra + (1 if tokenizer.eos_token_id is not None else 0)
+    return _bos_extra(tokenizer, ids) + (1 if tokenizer.eos_token_id is not None else 0)
 
 
 def recommend_max_length(lengths: list[int], keep: float = 0.99, multiple: int = MULTIPLE) -> int:
@@ -173,8 +181,29 @@ def config_stats(config, keep: float = 0.99) -> DataStats:
     for item, parts in zip(loaded, per_source):
         stats.sources.append({"label": item.label, "format": item.format, "reason": item.reason, "rows": len(item.examples),
                               **{name: len(rows) for name, rows in parts.items()}, "dropped": item.dropped})
-    stats.lengths = length_stats(count_tokens(tokenizer, examples), keep)
+    lengths = count_tokens(tokenizer, examples)
+    stats.lengths = length_stats(lengths, keep)
+    data = config.data
+    long = [ex for ex, n in zip(examples, lengths) if n > data.max_length]  # only these can lose trained tokens
+    stats.truncation = trained_tokens_cut(tokenizer, long, data.loss_on, data.max_length, data.truncation)
     return stats
+
+
+def trained_tokens_cut(tokenizer, examples: list[dict], loss_on: str, max_length: int, side: str) -> dict:
+    """How many examples lose part or all of their trained (loss) tokens at max_length with this truncation side."""
+    from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
+
+    truncated = part = whole = 0
+    for example in examples:
+        labels = tokenize_example(tokenizer, example, loss_on).labels
+        if len(labels) <= max_length:
+            continue
+        truncated += 1
+        kept = [] if side == "drop" else labels[-max_length:] if side == "left" else labels[:max_length]
+        trained, kept_trained = (sum(1 for t in x if t != IGNORE_INDEX) for x in (labels, kept))
+        whole += trained > 0 and kept_trained == 0
+        part += 0 < kept_trained < trained
+    return {"max_length": max_length, "side": side, "truncated": truncated, "lose_part": part, "lose_all": whole}
 
 
 def format_stats(stats: DataStats, bar_width: int = 40) -> str:
@@ -190,6 +219,10 @@ def format_stats(stats: DataStats, bar_width: int = 40) -> str:
     lines.append(f"tokens/example: mean {st.mean:.1f}  p50 {st.p50:.0f}  p90 {st.p90:.0f}  p95 {st.p95:.0f}  p99 {st.p99:.0f}  max {st.max}"
                  f"  ({st.examples} examples, {st.total_tokens} tokens)")
     lines.append("cut at max_length:  " + "  ".join(f"{c['max_length']}: {c['examples_cut']:.1%} ex / {c['tokens_cut']:.1%} tok" for c in st.cut))
+    if stats.truncation:
+        t = stats.truncation
+        lines.append(f"at max_length {t['max_length']} (data.truncation: {t['side']}): {t['truncated']} examples cut; "
+                     f"{t['lose_part']} lose part of their trained tokens, {t['lose_all']} lose all (dropped from training)")
     lines.append(f"recommended max_length: {st.recommended_max_length} (smallest multiple of {MULTIPLE} keeping >= {st.keep:.1%} of examples whole)")
     lines.append(f"packing at {st.packing['max_length']}: {st.packing['sequences']} sequences, {st.packing['fill']:.1%} full")
     peak = max((b["count"] for b in st.histogram), default=1) or 1

@@ -28,8 +28,10 @@ class Tokenized:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None) -> str:
+    """The chat template's text; `tools` go through the template's own tool support (schemas in the prompt)."""
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -39,15 +41,44 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assistant") -> list[tuple[str, bool]]:
-    """(text, trained) pieces whose concatenation is the rendered conversation."""
+def expects_bos(tokenizer) -> bool:
+    """Whether every sequence starts with BOS for this model family, as llama.cpp and Ollama tokenize it.
+
+    SentencePiece (Llama-2 style, '▁' pieces) tokenizers do, even when the HF tokenizer object does not add it
+    itself (a LlamaTokenizer built from a bare tok512.model); byte-level BPE families (Qwen) do not.
+    """
+    cached = getattr(tokenizer, "_tunesmith_expects_bos", None)
+    if cached is None:
+        cached = tokenizer.bos_token_id is not None and (
+            bool(getattr(tokenizer, "add_bos_token", False)) or sum(1 for t in tokenizer.get_vocab() if t.startswith("\u2581")) > 10
+        )
+        try:
+            tokenizer._tunesmith_expects_bos = cached
+        except AttributeError:  # a tokenizer that refuses new attributes: recompute each time
+            pass
+    return cached
+
+
+def with_bos(tokenizer, ids: list[int]) -> list[int]:
+    """`ids` starting with BOS when the family expects it and neither the template nor the tokenizer put it there."""
+    if expects_bos(tokenizer) and (not ids or ids[0] != tokenizer.bos_token_id):
+        return [tokenizer.bos_token_id, *ids]
+    return ids
+
+
+def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assistant", tools: list[dict] | None = None) -> list[tuple[str, bool]]:
+    """(text, trained) pieces whose concatenation is the rendered conversation.
+
+    Assistant turns (their text and their tool calls, as the template writes them) are trained; tool outputs
+    sit in the prompt before the next assistant turn, so they never get loss (except loss_on: all).
+    """
     segments: list[tuple[str, bool]] = []
     done = ""
     assistant_turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     last = assistant_turns[-1] if assistant_turns else -1
     for i in assistant_turns:
-        prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
-        full = render(tokenizer, messages[: i + 1])
+        prompt = render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools)
+        full = render(tokenizer, messages[: i + 1], tools=tools)
         if not prompt.startswith(done) or not full.startswith(prompt):
             raise DataError(
                 "the chat template renders earlier turns differently once later turns are added, "
@@ -61,7 +92,7 @@ def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assis
         segments.append((answer, trained))
         segments.append((tail, loss_on == "all"))
         done = full
-    rest = render(tokenizer, messages)[len(done):] if messages else ""
+    rest = render(tokenizer, messages, tools=tools)[len(done):] if messages else ""
     segments.append((rest, loss_on == "all"))
     return [(text, trained) for text, trained in segments if text]
 
@@ -94,15 +125,16 @@ def end_of_turn_tokens(tokenizer) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
+def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assistant", max_length: int | None = None,
+                          truncation: str = "right", tools: list[dict] | None = None) -> Tokenized:
     """Token ids and labels of one conversation; labels are IGNORE_INDEX where there is no loss.
 
     The whole rendered text is tokenized once; a token gets loss when its last character lies in a trained
     segment (so SentencePiece's '▁Hello', which carries the template's space, counts as answer).
     """
-    segments = conversation_segments(tokenizer, messages, loss_on)
+    segments = conversation_segments(tokenizer, messages, loss_on, tools)
     if not getattr(tokenizer, "is_fast", False):
-        return _tokenize_segments(tokenizer, segments, max_length)
+        return _tokenize_segments(tokenizer, segments, max_length, truncation)
     text = "".join(seg for seg, _ in segments)
     trained_chars = bytearray(len(text))
     pos = 0
@@ -113,10 +145,16 @@ def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assis
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     labels = [tok if end > 0 and trained_chars[end - 1] else IGNORE_INDEX for tok, (_, end) in zip(ids, enc["offset_mapping"])]
-    return _truncate(ids, labels, max_length)
+    return _truncate(*_bos_first(tokenizer, ids, labels), max_length, truncation)
 
 
-def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]], max_length: int | None) -> Tokenized:
+def _bos_first(tokenizer, ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+    """BOS in front (never trained) when the family expects it and the chat template did not write it."""
+    full = with_bos(tokenizer, ids)
+    return full, [IGNORE_INDEX] * (len(full) - len(ids)) + labels
+
+
+def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]], max_length: int | None, truncation: str = "right") -> Tokenized:
     """Fallback for tokenizers without offsets: each segment on its own."""
     ids: list[int] = []
     labels: list[int] = []
@@ -124,28 +162,34 @@ def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]], max_length: 
         piece = encode(tokenizer, text)
         ids.extend(piece)
         labels.extend(piece if trained else [IGNORE_INDEX] * len(piece))
-    return _truncate(ids, labels, max_length)
+    return _truncate(*_bos_first(tokenizer, ids, labels), max_length, truncation)
 
 
-def tokenize_text(tokenizer, text: str, max_length: int | None = None) -> Tokenized:
+def tokenize_text(tokenizer, text: str, max_length: int | None = None, truncation: str = "right") -> Tokenized:
     """Plain text (pre-training style): every token gets loss; BOS/EOS added as the tokenizer defines them."""
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    ids = with_bos(tokenizer, list(tokenizer(text, add_special_tokens=True)["input_ids"]))
     if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
         ids.append(tokenizer.eos_token_id)
-    return _truncate(ids, list(ids), max_length)
+    return _truncate(ids, list(ids), max_length, truncation)
 
 
-def tokenize_example(tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None) -> Tokenized:
+def tokenize_example(tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None,
+                     truncation: str = "right") -> Tokenized:
     """An example in the internal shape: {'messages': [...]} or {'text': ...}."""
     if is_conversation(example):
-        return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length)
-    return tokenize_text(tokenizer, example.get("text") or "", max_length)
+        return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length, truncation, example.get("tools"))
+    return tokenize_text(tokenizer, example.get("text") or "", max_length, truncation)
 
 
-def _truncate(ids: list[int], labels: list[int], max_length: int | None) -> Tokenized:
-    if max_length is not None and len(ids) > max_length:
-        return Tokenized(ids[:max_length], labels[:max_length], truncated=True)
-    return Tokenized(ids, labels)
+def _truncate(ids: list[int], labels: list[int], max_length: int | None, truncation: str = "right") -> Tokenized:
+    """Cut to max_length: keep the start (right), keep the end with the answer (left), or nothing (drop)."""
+    if max_length is None or len(ids) <= max_length:
+        return Tokenized(ids, labels)
+    if truncation == "left":
+        return Tokenized(ids[-max_length:], labels[-max_length:], truncated=True)
+    if truncation == "drop":
+        return Tokenized([], [], truncated=True)
+    return Tokenized(ids[:max_length], labels[:max_length], truncated=True)
 
 
 def split_trailing_answer(messages: list[dict]) -> tuple[list[dict], str | None]:
@@ -156,8 +200,9 @@ def split_trailing_answer(messages: list[dict]) -> tuple[list[dict], str | None]
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Ids of the prompt for generation: every turn before the answer, then the assistant header."""
-    return encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True))
+    """Ids of the prompt for generation: every turn before the answer, then the assistant header (BOS first
+    when the family expects it, as in training)."""
+    return with_bos(tokenizer, encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True)))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -171,14 +216,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest.hexdigest()[:16]
 
 
-def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int | None) -> str:
+def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int | None, truncation: str = "right") -> str:
     """A digest of the examples' contents (meta excluded) and the masking settings."""
     import hashlib
     import json
 
-    digest = hashlib.sha256(repr((loss_on, max_length)).encode())
+    digest = hashlib.sha256(repr((loss_on, max_length) if truncation == "right" else (loss_on, max_length, truncation)).encode())
     for example in examples:
         body = example["messages"] if is_conversation(example) else example.get("text")
+        body = [body, example["tools"]] if example.get("tools") else body
         digest.update(json.dumps(body, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
 
@@ -186,7 +232,8 @@ def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int 
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than it saves
 
 
-def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None, num_proc: int | None = None):
+def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None,
+                     num_proc: int | None = None, truncation: str = "right"):
     """Examples -> a `datasets.Dataset` with columns input_ids, labels, truncated (one row per example, same order).
 
     Runs `Dataset.map` batched, with `num_proc` workers (default: up to 4 from 20,000 examples). With
@@ -201,7 +248,7 @@ def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assista
 
     target = None
     if cache_dir is not None:
-        key = f"{tokenizer_fingerprint(tokenizer)}-{examples_fingerprint(examples, loss_on, max_length)}"
+        key = f"{tokenizer_fingerprint(tokenizer)}-{examples_fingerprint(examples, loss_on, max_length, truncation)}"
         target = Path(cache_dir) / f"tokenized-{key}"
         if (target / "dataset_info.json").exists():
             return datasets.load_from_disk(str(target))
@@ -212,7 +259,7 @@ def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assista
         num_proc = min(4, os.cpu_count() or 1) if len(examples) >= PARALLEL_FROM else None
 
     def encode_batch(batch: dict) -> dict:
-        done = [tokenize_example(tokenizer, json.loads(s), loss_on, max_length) for s in batch["example"]]
+        done = [tokenize_example(tokenizer, json.loads(s), loss_on, max_length, truncation) for s in batch["example"]]
         return {"input_ids": [t.input_ids for t in done], "labels": [t.labels for t in done], "truncated": [t.truncated for t in done]}
 
     dataset = raw.map(encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=["example"], desc="tokenizing")

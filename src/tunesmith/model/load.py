@@ -79,6 +79,7 @@ def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_templat
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     tok.chat_template = resolve_chat_template(chat_template, tok)
     _check_template_parses(tok.chat_template, source)
+    _add_bos_as_the_family_does(tok)
     return tok
 
 
@@ -110,6 +111,21 @@ def tokenizer_for(model: ModelConfig, name_or_path: str | None = None, texts: It
     tok = build_tokenizer(texts, model.tiny.vocab_size)
     tok.chat_template = resolve_chat_template(template, tok)
     return tok
+
+
+def _add_bos_as_the_family_does(tok) -> None:
+    """A SentencePiece (Llama-2 style) tokenizer adds BOS, as llama.cpp and Ollama do for the GGUF.
+
+    transformers 5.24's LlamaTokenizer built from a bare .model (stories260K) does not; setting add_bos_token
+    rewrites its post-processor, which is saved with the run, so training, generation and export agree.
+    """
+    from tunesmith.data.tokenize import expects_bos
+
+    if expects_bos(tok) and list(tok("a")["input_ids"][:1]) != [tok.bos_token_id]:
+        try:
+            tok.add_bos_token = True
+        except (AttributeError, ValueError):  # a tokenizer class without the setter: tokenize.with_bos still adds it
+            pass
 
 
 def _gguf_tokenizer(folder: Path, gguf_file: str):

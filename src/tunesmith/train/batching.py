@@ -24,26 +24,34 @@ BATCHINGS = ("padding_free", "padded")
 @dataclass
 class TokenizedSplit:
     dataset: object  # datasets.Dataset with input_ids, labels, length
-    skipped: int  # examples without any loss token (e.g. truncated before the answer)
+    skipped: int  # examples without any loss token before any cut (e.g. no assistant turn under loss_on)
     truncated: int
+    cut_away: int = 0  # examples dropped because max_length cut all their trained tokens (or truncation: drop)
 
 
 def tokenize_split(tokenizer, rows: list[Example], data: DataConfig, name: str = "train") -> TokenizedSplit:
     """Tokenize examples with the data stage's loss mask (cached by content, multi-process when large);
     drop those with no loss tokens."""
     if not rows:
-        return TokenizedSplit(None, 0, 0)
-    tokenized = tokenize_dataset(tokenizer, rows, data.loss_on, data.max_length, cache_dir=token_cache_dir(), num_proc=data.num_proc)
+        return TokenizedSplit(None, 0, 0, 0)
+    tokenized = tokenize_dataset(tokenizer, rows, data.loss_on, data.max_length, cache_dir=token_cache_dir(), num_proc=data.num_proc,
+                                 truncation=data.truncation)
     keep = [i for i, labels in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in labels)]
     if not keep:
         raise DataError(
             f"no {name} example has a token to learn from after tokenizing ({len(rows)} examples)",
-            hint="raise data.max_length (answers were cut off) or check data.loss_on",
+            hint="raise data.max_length (answers were cut off), set data.truncation: left, or check data.loss_on",
         )
     truncated = sum(tokenized["truncated"])
+    kept = set(keep)
+    # Examples whose every trained token fell past max_length: dropped and counted, never trained on as prompt-only.
+    cut_away = sum(1 for i, cut in enumerate(tokenized["truncated"]) if cut and i not in kept)
+    if cut_away:
+        print(f"{name}: dropped {cut_away} of {len(rows)} examples whose trained tokens all lie beyond max_length "
+              f"{data.max_length} (data.truncation: {data.truncation}); see `tunesmith data stats`")
     dataset = tokenized.select(keep).remove_columns(["truncated"])
     dataset = dataset.add_column("length", [len(ids) for ids in dataset["input_ids"]])
-    return TokenizedSplit(dataset, len(rows) - len(keep), truncated)
+    return TokenizedSplit(dataset, len(rows) - len(keep) - cut_away, truncated, cut_away)
 
 
 def token_cache_dir() -> Path:

@@ -49,8 +49,10 @@ class SFTMethod(TrainingMethod):
         check_launch(args)
         varlen = batching == "padding_free" and use_varlen_attention(ctx.model)
         attention = "per-example sdpa" if varlen else ctx.model.config._attn_implementation
+        examples = {"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated,
+                    "dropped_cut": train.cut_away, "truncation": config.data.truncation}
         write_manifest(ctx, batching=batching, attention=attention, distributed=strategy(config, args.world_size),
-                       processes=args.world_size, examples={"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated})
+                       processes=args.world_size, examples=examples)
         trainer = TokenCountingTrainer(
             model=ctx.model, args=args, train_dataset=train.dataset, eval_dataset=self.val_set,
             data_collator=Collator(batching, ctx.tokenizer), processing_class=ctx.tokenizer, callbacks=standard_callbacks(ctx),
