@@ -56,6 +56,8 @@ class Manifest(BaseModel):
     tokens: int | None = None
     train_loss: float | None = None
     best_val_loss: float | None = None
+    system_prompt: str | None = None  # the one it trained with: generate, chat, eval, parity and the Modelfile use it
+    trainable_parameters: dict | None = None  # {"trainable", "total", "share", "text"}
 
     def update(self, **values: Any) -> None:
         """Set fields (known or extra) in place."""

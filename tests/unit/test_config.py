@@ -28,6 +28,27 @@ def test_unknown_key_names_path_and_suggests(tmp_path):
     assert "line 1" in text
 
 
+def test_keys_from_other_sections_and_tools_point_to_their_place(tmp_path):
+    # A flat JSON config as written for a plain transformers/peft script: every key gets its tunesmith path.
+    flat = {"learning_rate": 2e-4, "num_train_epochs": 3, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 512,
+            "train": {"lora_r": 8, "seed": 1}}
+    path = write(tmp_path, json.dumps(flat), "flat.json")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert sorted(info.value.problems) == sorted([
+        "learning_rate: unknown key 'learning_rate'; did you mean 'train.learning_rate'?",
+        "num_train_epochs: unknown key 'num_train_epochs'; did you mean 'train.epochs'?",
+        "lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
+        "lora_alpha: unknown key 'lora_alpha'; did you mean 'lora.alpha'?",
+        "max_seq_length: unknown key 'max_seq_length'; did you mean 'data.max_length'?",
+        "train.lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
+        "train.seed: unknown key 'seed'; did you mean 'run.seed'?",
+    ])
+    # The same key spelt alike inside its own section still wins.
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_config(data={"train": {"epoch": 3}})
+
+
 def test_every_problem_reported_at_once(tmp_path):
     path = write(
         tmp_path,

@@ -54,4 +54,4 @@ def test_recipes_keep_the_settings_users_asked_for():
     assert (summary.train.mode, summary.train.learning_rate, summary.data.clean.keep_chars) == ("full", 1e-5, r"a-zA-Z0-9\s")
     grpo = load_config(REPO / "examples/finetome-then-gsm8k/grpo.yaml")
     assert grpo.method == "grpo" and grpo.train.init_from == "runs/finetome-sft"
-    assert {r.name for r in grpo.grpo.rewards} == {"format", "numeric_match"}
+    assert [r.name for r in grpo.grpo.rewards] == ["format_exact", "format_approx", "answer_check", "number_match"]

@@ -164,3 +164,61 @@ def test_grpo_rows_without_a_prompt_column_is_a_data_error():
     cfg = grpo_config([{"name": "format"}], prompt_column="problem")
     with pytest.raises(DataError, match="no 'problem' column \\(columns: question, answer\\)"):
         grpo_rows([{"text": "", "meta": {"question": "q", "answer": "a"}}], cfg)
+
+
+# --- rewards as in Unsloth's GRPO notebooks (GSM8K rows: question, answer ending '#### <number>') ---
+GSM8K_ANSWER = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72"
+
+
+def test_format_exact_and_approx_give_partial_credit_and_penalties():
+    from tunesmith.rewards.builtin import format_approx, format_exact
+
+    good = "<reasoning>48 + 24</reasoning>\n<answer>72</answer>\n"
+    tail = "<reasoning>48 + 24</reasoning><answer>72</answer> so 72"
+    double = "<reasoning>a</reasoning><reasoning>b</reasoning><answer>72</answer>"
+    assert format_exact([good, tail, double, "72"]) == [3.0, 0.0, 3.0, 0.0]  # the block regex, as the notebook's
+    assert format_exact([good], score=5.0, solution_start="<SOLUTION>", solution_end="</SOLUTION>") == [0.0]
+    # per tag: +0.5 when it appears exactly once, -1.0 otherwise (missing or repeated)
+    assert format_approx([good, tail, double, "72"]) == [2.0, 2.0, -1.0, -4.0]
+    assert format_approx([double], credit=1.0, penalty=0.0) == [2.0]
+
+
+def test_answer_check_grades_exact_stripped_close_and_wrong():
+    from tunesmith.rewards.builtin import answer_check
+
+    texts = [f"<reasoning>r</reasoning><answer>{a}</answer>" for a in ("72", " 72 ", "70", "60", "50", "seventy")] + ["72"]
+    assert answer_check(texts, answer=[GSM8K_ANSWER] * 7) == [3.0, 1.5, 1.0, 0.5, -1.5, -1.5, 0.0]
+    custom = answer_check(texts[:1] + texts[4:5] + texts[6:], answer=[GSM8K_ANSWER] * 3, exact=5.0, wrong=-2.5, missing=-2.0)
+    assert custom == [5.0, -2.5, -2.0]
+
+
+def test_number_match_credits_equal_numbers_and_penalises_others():
+    from tunesmith.rewards.builtin import number_match
+
+    texts = ["<answer>72</answer>", "<answer>The total is 1,000 clips</answer>", "<answer>71</answer>", "72"]
+    assert number_match(texts, answer=[GSM8K_ANSWER, "#### 1000", GSM8K_ANSWER, GSM8K_ANSWER]) == [1.5, 1.5, -0.5, 0.0]
+    assert number_match(texts[2:3], answer=[GSM8K_ANSWER], credit=2.0, penalty=-1.0) == [-1.0]
+
+
+def test_builtin_reward_options_are_checked_and_the_reference_column_is_filled():
+    (reward,) = build_rewards(grpo_config([{"name": "answer_check", "options": {"exact": 4.0}}], reference_column="solution").grpo)
+    assert reward.options == {"exact": 4.0, "reference_column": "solution"}
+    assert reward(["<reasoning>r</reasoning><answer>7</answer>"], solution=["#### 7"]) == [4.0]
+    with pytest.raises(ConfigError, match="unknown option\\(s\\) bonus"):
+        build_rewards(grpo_config([{"name": "number_match", "options": {"bonus": 1}}]).grpo)
+
+
+def test_custom_reward_gets_prompts_completions_and_columns_as_trl_passes_them(tmp_path):
+    # The notebook's check_numbers reads prompts[0][-1]['content'] and completion[0]['content'].
+    (tmp_path / "notebook.py").write_text(
+        "def check(prompts, completions, answer, question, **kwargs):\n"
+        "    assert prompts[0][-1]['content'] == question[0]\n"
+        "    return [1.0 if c[0]['content'].endswith(a.split('####')[-1].strip()) else 0.0 for c, a in zip(completions, answer)]\n"
+    )
+    (reward,) = build_rewards(grpo_config([{"function": "notebook.py:check"}]).grpo, base_dir=tmp_path)
+    trl_reward = to_trl(reward)
+    prompts = [[{"role": "user", "content": "How many clips?"}]] * 2
+    completions = [[{"role": "assistant", "content": "so 72"}], [{"role": "assistant", "content": "so 70"}]]
+    scores = trl_reward(prompts=prompts, completions=completions, completion_ids=[[1], [2]], answer=[GSM8K_ANSWER] * 2,
+                        question=["How many clips?"] * 2, trainer_state=object())
+    assert scores == [1.0, 0.0]

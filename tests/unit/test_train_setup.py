@@ -98,6 +98,38 @@ def test_precision_and_defaults_by_device(tmp_path):
     assert optimizer_name(gpu) == "paged_adamw_8bit"
 
 
+def test_seed_style_settings_reach_the_trainer(tmp_path):
+    # What users copy from other scripts: absolute warm-up steps, a separate eval batch size, and
+    # activation checkpointing on by default on a Mac (MPS) as on CUDA.
+    plain = common_training_kwargs(ctx_for(config_at(tmp_path)))
+    assert (plain["warmup_steps"], plain["per_device_eval_batch_size"]) == (0.03, 8)  # the ratio; the train batch
+    config = config_at(tmp_path, train={"warmup_steps": 50, "batch_size": 4, "eval_batch_size": 16})
+    kwargs = common_training_kwargs(ctx_for(config))
+    assert kwargs["warmup_steps"] == 50 and isinstance(kwargs["warmup_steps"], int)  # int = steps in transformers 5
+    assert (kwargs["per_device_train_batch_size"], kwargs["per_device_eval_batch_size"]) == (4, 16)
+    assert common_training_kwargs(ctx_for(config, "mps", "fp32"))["activation_checkpointing"] is True
+    assert common_training_kwargs(ctx_for(config))["activation_checkpointing"] is False  # CPU
+
+
+def test_trainable_parameter_count_is_printed_and_recorded(tiny_qwen2, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.model.adapters import add_adapters
+    from tunesmith.train.common import report_trainable
+
+    config = config_at(tmp_path, lora={"r": 4})
+    ctx = ctx_for(config)
+    ctx.run.root.mkdir(parents=True, exist_ok=True)
+    model = add_adapters(AutoModelForCausalLM.from_pretrained(tiny_qwen2), config, False)
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    total = sum(p.numel() for p in model.parameters())
+    counts = report_trainable(ctx, model)
+    assert (counts["trainable"], counts["total"]) == (lora, total) and 0 < lora < total
+    text = f"{lora:,} of {total:,} ({lora / total:.2%})"
+    assert capsys.readouterr().out.strip() == f"trainable parameters: {text}"
+    assert ctx.run.read_manifest()["trainable_parameters"]["text"] == text
+
+
 def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B without a key is refused before training (tunesmith/tracking.py)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))

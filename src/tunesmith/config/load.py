@@ -152,9 +152,50 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+# Names other tools use (transformers / TRL / peft / Unsloth scripts), mapped to the key that does the same here.
+FOREIGN_KEYS = {
+    "num_train_epochs": "train.epochs", "per_device_train_batch_size": "train.batch_size",
+    "per_device_eval_batch_size": "train.eval_batch_size", "gradient_accumulation_steps": "train.grad_accum",
+    "lr_scheduler_type": "train.lr_scheduler", "optim": "train.optimizer", "gradient_checkpointing": "train.activation_checkpointing",
+    "max_seq_length": "data.max_length", "model_name": "model.name_or_path", "model_name_or_path": "model.name_or_path",
+    "base_model": "model.name_or_path", "lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
+    "dataset_name": "data.sources.0.path", "dataset": "data.sources.0.path", "val_split": "data.split.val",
+    "system_prompt": "data.system_prompt", "load_in_4bit": "train.mode (qlora)", "bnb_4bit_quant_type": "quantization.quant_type",
+    "bnb_4bit_use_double_quant": "quantization.double_quant", "bnb_4bit_compute_dtype": "quantization.compute_dtype",
+}
+
+
 def _did_you_mean(loc: tuple) -> str | None:
+    """Another tool's name for a setting ('lora_r' -> 'lora.r'), a key of the same section that is spelt alike,
+    else the same setting in another section ('learning_rate' at the top -> 'train.learning_rate')."""
+    if str(loc[-1]) in FOREIGN_KEYS:
+        return FOREIGN_KEYS[str(loc[-1])]
     match = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1, cutoff=0.6)
-    return match[0] if match else None
+    if match:
+        return match[0]
+    return _elsewhere(str(loc[-1]), ".".join(str(p) for p in loc[:-1] if not isinstance(p, int)))
+
+
+def _elsewhere(name: str, section: str) -> str | None:
+    """Where a key of another section lives: the same name there, or `<section>_<key>` -> `<section>.<key>`."""
+    paths = _key_paths(Config)
+    same = [p for p in paths if p.rsplit(".", 1)[-1] == name and p.rsplit(".", 1)[0] != section]
+    if same:
+        return min(same, key=len)
+    head, _, rest = name.partition("_")
+    if rest and f"{head}.{rest}" in paths:
+        return f"{head}.{rest}"
+    close = difflib.get_close_matches(name, [p.rsplit(".", 1)[-1] for p in paths], n=1, cutoff=0.8)
+    return next((p for p in paths if close and p.rsplit(".", 1)[-1] == close[0]), None)
+
+
+def _key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every leaf key path of the schema through nested sections ('train.learning_rate'); lists are not entered."""
+    paths = []
+    for name, field in model.model_fields.items():
+        inner = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        paths += _key_paths(inner, f"{prefix}{name}.") if inner else [f"{prefix}{name}"]
+    return paths
 
 
 def _apply_override(raw: dict, item: str) -> None:

@@ -61,7 +61,7 @@ class ModelConfig(Section):
 class PromptTemplate(Section):
     system: str | None = Field(None, description="System turn; format string over the row's columns.")
     user: str = Field(..., description="User turn; format string over the row's columns, e.g. 'Ask a question'.")
-    assistant: str = Field(..., description="Assistant turn; format string, e.g. '{title} {questionBody}'.")
+    assistant: str = Field(..., description="Assistant turn; format string, e.g. '{title} {questions}'.")
 
 
 class SourceConfig(Section):
@@ -126,7 +126,10 @@ class DataConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=list, description="Where the rows come from (one or more).")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Held-out fractions (seeded by run.seed).")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning applied before tokenizing.")
-    max_length: int = Field(1024, ge=16, le=131072, description="Longest tokenized example; longer ones are truncated.")
+    max_length: int = Field(1024, ge=16, le=131072, description="Longest tokenized example; longer ones are cut per data.truncation.")
+    truncation: Literal["right", "left", "drop"] = Field(
+        "right", description="Examples over max_length: cut the end (right), cut the start, keeping the answer (left), or drop them."
+    )
     loss_on: Literal["assistant", "all", "last_assistant"] = Field(
         "assistant", description="Which tokens get loss: every assistant turn, all tokens, or the last assistant turn."
     )
@@ -193,10 +196,12 @@ class TrainConfig(Section):
     epochs: float = Field(3, gt=0, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(8, ge=1, description="Examples per device per step.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Examples per device per validation-loss step (default: batch_size).")
     grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps.")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field("cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    warmup_steps: int | None = Field(None, ge=0, description="Warm-up as a number of optimizer steps (replaces warmup_ratio when set).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"] = Field(
@@ -205,7 +210,7 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."
     )
-    activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for GPU.")
+    activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for CUDA and MPS, off on CPU.")
 
     @field_validator("activation_checkpointing", mode="before")
     @classmethod

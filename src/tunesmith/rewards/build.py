@@ -36,11 +36,19 @@ class Reward:
     weight: float
     func: Callable[..., list[float]]
     options: dict = field(default_factory=dict)
+    custom: bool = False  # a user's function: called as TRL calls it (prompts=, completions=, **columns)
 
-    def __call__(self, completions: list[str], **columns) -> list[float]:
-        """Scores for the completions; raises RewardError naming this reward when the function misbehaves."""
+    def __call__(self, completions: list, prompts: list | None = None, **columns) -> list[float]:
+        """Scores for the completions; raises RewardError naming this reward when the function misbehaves.
+
+        Built-ins get the completions' text; a custom function gets `prompts` and `completions` exactly as
+        TRL passes them (conversational: lists of messages), so rewards copied from TRL/Unsloth code run as is.
+        """
         try:
-            scores = self.func(completions, **_accepted(self.func, columns))
+            if self.custom:
+                scores = self.func(**_accepted(self.func, {"prompts": prompts, "completions": completions, **columns}))
+            else:
+                scores = self.func([completion_text(c) for c in completions], **_accepted(self.func, columns))
         except TunesmithError:
             raise
         except Exception as exc:  # noqa: BLE001 - a user's reward may raise anything; name it and pass it on
@@ -76,7 +84,7 @@ def build_reward(cfg: RewardConfig, reference_column: str = "answer", base_dir: 
         name = cfg.function.rsplit(":", 1)[1]
     _check_options(name, func, options)
     bound = functools.partial(func, **options) if options else func
-    return Reward(name=name, weight=cfg.weight, func=bound, options=options)
+    return Reward(name=name, weight=cfg.weight, func=bound, options=options, custom=cfg.function is not None)
 
 
 def total_scores(rewards: Sequence[Reward], scores: dict[str, list[float]]) -> list[float]:
@@ -90,7 +98,7 @@ def to_trl(reward: Reward) -> Callable:
 
     def trl_reward(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
         columns = {k: v for k, v in kwargs.items() if k not in TRL_EXTRA_KWARGS}
-        return reward([completion_text(c) for c in completions], **columns)
+        return reward(completions, prompts=prompts, **columns)
 
     trl_reward.__name__ = reward.name  # TRL logs rewards/<__name__>/mean and /std
     return trl_reward
@@ -123,7 +131,7 @@ def _check_options(name: str, func: Callable, options: dict) -> None:
     params = _parameters(func)
     if params is None:
         return
-    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"completions"}
+    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"completions", "prompts"}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if takes_any and not _keyword_only(params):
         return

@@ -95,7 +95,97 @@ def contains(completions: list[str], *, text: str | list[str] = "", case_sensiti
     return scores
 
 
+# Rewards with partial credit and penalties as in Unsloth's GRPO notebooks (match_format_exactly,
+# match_format_approximately, check_answer, check_numbers); every score is an option. The tags default to the
+# recipe's <reasoning>...</reasoning><answer>...</answer>.
+TAGS = {"reasoning_start": "<reasoning>", "reasoning_end": "</reasoning>", "solution_start": "<answer>", "solution_end": "</answer>"}
+
+
+def _format_regex(reasoning_start: str, reasoning_end: str, solution_start: str, solution_end: str) -> re.Pattern:
+    """Reasoning block, then the solution block (captured), then only whitespace to the end."""
+    rs, re_, ss, se = (re.escape(t) for t in (reasoning_start, reasoning_end, solution_start, solution_end))
+    return re.compile(rf"^\s*{rs}.+?{re_}.*?{ss}(.+?){se}\s*$", re.S)
+
+
+def format_exact(completions: list[str], *, score: float = 3.0, reasoning_start: str = TAGS["reasoning_start"],
+                 reasoning_end: str = TAGS["reasoning_end"], solution_start: str = TAGS["solution_start"],
+                 solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+    """`score` when the completion is exactly reasoning block + solution block, else 0."""
+    regex = _format_regex(reasoning_start, reasoning_end, solution_start, solution_end)
+    return [score if regex.search(text) else 0.0 for text in completions]
+
+
+def format_approx(completions: list[str], *, credit: float = 0.5, penalty: float = -1.0, reasoning_start: str = TAGS["reasoning_start"],
+                  reasoning_end: str = TAGS["reasoning_end"], solution_start: str = TAGS["solution_start"],
+                  solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+    """Per tag: `credit` when it appears exactly once, `penalty` when it is missing or repeated; summed."""
+    tags = [t for t in (reasoning_start, reasoning_end, solution_start, solution_end) if t]
+    return [sum(credit if text.count(tag) == 1 else penalty for tag in tags) for text in completions]
+
+
+def answer_check(completions: list[str], *, reference_column: str = "answer", exact: float = 3.0, stripped: float = 1.5,
+                 within_10: float = 1.0, within_20: float = 0.5, wrong: float = -1.5, missing: float = 0.0,
+                 reasoning_start: str = TAGS["reasoning_start"], reasoning_end: str = TAGS["reasoning_end"],
+                 solution_start: str = TAGS["solution_start"], solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+    """Graded check of the solution block: exact, equal after stripping, ratio within 10% / 20%, else `wrong`.
+
+    `missing` when the completion is not in the format (no solution block to read).
+    """
+    regex = _format_regex(reasoning_start, reasoning_end, solution_start, solution_end)
+    scores = []
+    for text, reference in zip(completions, _column(columns, reference_column, "answer_check")):
+        found = regex.search(text)
+        scores.append(missing if found is None else _graded(found.group(1), _final_answer(reference),
+                                                             (exact, stripped, within_10, within_20, wrong)))
+    return scores
+
+
+def number_match(completions: list[str], *, reference_column: str = "answer", credit: float = 1.5, penalty: float = -0.5,
+                 missing: float = 0.0, solution_start: str = TAGS["solution_start"], **columns) -> list[float]:
+    """The first number after `solution_start`: `credit` when it equals the reference number, else `penalty`."""
+    regex = re.compile(rf"{re.escape(solution_start)}.*?(-?[\d.,]+)", re.S)
+    scores = []
+    for text, reference in zip(completions, _column(columns, reference_column, "number_match")):
+        found = regex.search(text)
+        guess, expected = (_to_float(found.group(1)) if found else None), _to_float(_final_answer(reference))
+        if found is None or guess is None or expected is None:
+            scores.append(missing)
+        else:
+            scores.append(credit if guess == expected else penalty)
+    return scores
+
+
+def _final_answer(reference) -> str:
+    """GSM8K's answer after '####', else the reference as text."""
+    text = str(reference)
+    return text.split("####")[-1].strip() if "####" in text else text.strip()
+
+
+def _graded(guess: str, truth: str, values: tuple[float, float, float, float, float]) -> float:
+    exact, stripped, within_10, within_20, wrong = values
+    if guess == truth:
+        return exact
+    if guess.strip() == truth.strip():
+        return stripped
+    g, t = _to_float(guess), _to_float(truth)
+    if g is None or not t:
+        return wrong
+    ratio = g / t
+    return within_10 if 0.9 <= ratio <= 1.1 else within_20 if 0.8 <= ratio <= 1.2 else wrong
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", ""))
+    except ValueError:
+        return None
+
+
 BUILTINS = {
+    "format_exact": format_exact,
+    "format_approx": format_approx,
+    "answer_check": answer_check,
+    "number_match": number_match,
     "format": format_reward,
     "numeric_match": numeric_match,
     "json_valid": json_valid,
@@ -105,7 +195,7 @@ BUILTINS = {
 }
 
 # Built-ins that compare with a reference column (the builder fills it from grpo.reference_column).
-USES_REFERENCE = ("numeric_match", "json_match")
+USES_REFERENCE = ("numeric_match", "json_match", "answer_check", "number_match")
 
 _MISSING = object()
 

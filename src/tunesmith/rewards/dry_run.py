@@ -79,12 +79,17 @@ class DryRunResult:
         return lines
 
 
-def score_completions(rewards: list[Reward], prompts: list[str], completions: list[str], columns: dict[str, list]) -> DryRunResult:
-    """Every reward on every completion; a reward that raises is recorded, not propagated."""
+def score_completions(rewards: list[Reward], prompts: list[str], completions: list[str], columns: dict[str, list],
+                      conversations: list[list[dict]] | None = None) -> DryRunResult:
+    """Every reward on every completion; a reward that raises is recorded, not propagated.
+
+    Rewards receive what GRPO training passes them: the prompt conversations and conversational completions.
+    """
     checks = []
+    as_trl = [[{"role": "assistant", "content": text}] for text in completions]
     for reward in rewards:
         try:
-            checks.append(RewardCheck(reward.name, reward.weight, reward(completions, **columns)))
+            checks.append(RewardCheck(reward.name, reward.weight, reward(as_trl, prompts=conversations, **columns)))
         except RewardError as exc:
             checks.append(RewardCheck(reward.name, reward.weight, error=exc.message))
     working = [r for r, c in zip(rewards, checks) if not c.error]
@@ -104,7 +109,7 @@ def dry_run(config: Config, n: int = 8, generations: int = 1, base_dir: str | Pa
     completions = [text for group in samples for text in group]
     repeated = [row for row in rows for _ in range(generations)]
     prompts = [_last_user(row["prompt"]) for row in repeated]
-    return score_completions(rewards, prompts, completions, reward_columns(repeated))
+    return score_completions(rewards, prompts, completions, reward_columns(repeated), [row["prompt"] for row in repeated])
 
 
 def sampling(config: Config, generations: int) -> GenerationSettings:

@@ -79,11 +79,15 @@ def load_trainable_model(ctx: RunContext) -> None:
     base = load_base_model(ctx.config, ctx.base_model, ctx.plan)
     sharded = is_sharded(ctx.config, world_size())  # FSDP / ZeRO: one dtype per shard group (train/distributed.py)
     ctx.model = trainable_model(base, ctx.config, activation_checkpointing(ctx), sharded=sharded)
+    from tunesmith.train.common import report_trainable
+
+    report_trainable(ctx, ctx.model)
 
 
 def activation_checkpointing(ctx: RunContext) -> bool:
     choice = ctx.config.train.activation_checkpointing
-    return ctx.plan.device == "cuda" if choice == "auto" else choice == "on"
+    # Memory is the limit on GPUs and Apple's unified memory alike; on CPU recomputation only costs time.
+    return ctx.plan.device in ("cuda", "mps") if choice == "auto" else choice == "on"
 
 
 def open_run_dir(config: Config, resume: bool) -> RunDir:
@@ -160,6 +164,10 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
         )
         if ctx.config.train.init_from:
             manifest.init_from = ctx.config.train.init_from
+        if manifest.system_prompt is None:  # kept on resume: the prompt the run started with
+            from tunesmith.data.pipeline import system_prompt_of
+
+            manifest.system_prompt = system_prompt_of(ctx.config)
         manifest.start_time = manifest.start_time or _now()
         if ctx.resume_from:
             entry = {"time": _now(), "from": str(ctx.resume_from), "checkpoint_step": int(ctx.resume_from.name[5:])}

@@ -42,6 +42,27 @@ def optimizer_name(ctx: RunContext) -> str:
     return "paged_adamw_8bit" if ctx.config.train.mode == "qlora" and ctx.plan.device == "cuda" else "adamw_torch"
 
 
+def trainable_parameters(model) -> dict:
+    """{'trainable', 'total', 'share', 'text'}: counted by peft where it can (4-bit weights count at full size)."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+    share = trainable / total if total else 0.0
+    return {"trainable": trainable, "total": total, "share": share, "text": f"{trainable:,} of {total:,} ({share:.2%})"}
+
+
+def report_trainable(ctx: RunContext, model) -> dict:
+    """Print the trainable-parameter count at start and record it in manifest.json."""
+    from tunesmith.train.setup import write_manifest
+
+    counts = trainable_parameters(model)
+    print(f"trainable parameters: {counts['text']}")
+    write_manifest(ctx, trainable_parameters=counts)
+    return counts
+
+
 def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
     """TrainingArguments fields from the config: schedule, precision by device, checkpoints, logging, tracking."""
     t, plan = ctx.config.train, ctx.plan
@@ -49,13 +70,14 @@ def common_training_kwargs(ctx: RunContext, has_val: bool = True) -> dict:
     return dict(
         output_dir=str(ctx.run_dir.checkpoints),  # checkpoint-N here is the temporary name; see CheckpointCallback
         per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        # transformers 5: an int is a number of steps, a float in [0, 1) a ratio of all steps
+        warmup_steps=t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=optimizer_name(ctx),
