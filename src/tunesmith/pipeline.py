@@ -14,9 +14,10 @@ from tunesmith.config.schema import Config
 from tunesmith.config.smoke import smoke as smoke_config
 from tunesmith.data.check import check_config
 from tunesmith.errors import DataError
-from tunesmith.eval.evaluate import evaluate
+from tunesmith.eval.evaluate import eval_split, evaluate
 from tunesmith.export.export_run import export_run
 from tunesmith.report.build import build_report
+from tunesmith.run_dir import RunDir
 from tunesmith.tracking import log_report
 from tunesmith.train.api import train
 
@@ -41,7 +42,7 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
     clock.stage("[2/5] train")
     outcome = PipelineResult(Path(train(config).run_dir))
     clock.stage("[3/5] eval: base vs tuned on the test split")
-    outcome.metrics = evaluate(outcome.run_dir)
+    outcome.metrics = _evaluate(outcome, echo)
     clock.stage("[4/5] report")
     outcome.report = build_report(outcome.run_dir)
     log_report(outcome.run_dir, outcome.report)  # to the run's MLflow run, when it has one
@@ -52,6 +53,22 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
         outcome.skipped.append("export (turned off)")
     clock.stage(None)
     return outcome
+
+
+def _evaluate(outcome: PipelineResult, echo) -> dict:
+    """Eval on the test split, else the validation split (saying so), else skipped with one line."""
+    from tunesmith.eval.evaluate import eval_split, evaluate
+    from tunesmith.train.run_dir import RunDir
+
+    if eval_split(RunDir.of(outcome.run_dir)) is None:
+        note = "eval (the run kept no test or validation rows)"
+        echo(f"  skipped: {note}")
+        outcome.skipped.append(note)
+        return {}
+    metrics = evaluate(outcome.run_dir)
+    if metrics.get("note"):
+        echo(f"  {metrics['note']}")
+    return metrics
 
 
 class _Clock:

@@ -115,7 +115,7 @@ def test_template_naming_a_missing_column_lists_the_columns_with_did_you_mean(tm
 
 def test_null_cells_are_file_line_problems_and_training_refuses_them(tmp_path, capsys):
     from tunesmith.config.load import load_config
-    from tunesmith.data.pipeline import prepare_splits
+    from tunesmith.data.splits import prepare_splits
     from tunesmith.errors import DataError
 
     rows = [{"title": "why is the sky blue?", "questions": "i saw it today"}, {"title": "best pizza?", "questions": None}]

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: config export.adapter_gguf).",
     )
     parser.add_argument("--no-verify", action="store_true", help="Skip the llama.cpp vs HF parity check.")
+    parser.add_argument("--checkpoint", metavar="NAME", help="Weights of the run: best, final or step-N (default: best/ when kept, else final/).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     merged = config.merged if args.merged is None else args.merged
     result = export_run(
         run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged,
-        adapter_gguf=args.adapter_gguf,
+        adapter_gguf=args.adapter_gguf, checkpoint=args.checkpoint,
     )
     _print(result)
     return 0
 
 
 def _print(result) -> None:
+    print(f"weights: {result.checkpoint}/" if result.checkpoint in ("best", "final") else f"weights: checkpoints/{result.checkpoint}/")
     if result.merged_dir:
         print(f"merged model: {result.merged_dir}")
     for gguf_type, path in result.gguf_files.items():

@@ -17,9 +17,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="Penalty for repeating tokens (1.0 = none).")
     parser.add_argument("--stop", action="append", default=[], metavar="STR", help="Stop at this string (repeatable).")
     parser.add_argument("--seed", type=int, default=None, help="Seed for sampling (same seed, same samples).")
-    parser.add_argument("--system", help="System prompt placed before each prompt.")
+    system = parser.add_mutually_exclusive_group()
+    system.add_argument("--system", help="System prompt placed before each prompt (default: the one the run trained with).")
+    system.add_argument("--no-system", action="store_true", help="No system prompt, even when the run trained with one.")
     parser.add_argument("--batch-size", type=int, default=8, help="Prompts generated at once.")
     parser.add_argument("--out", metavar="FILE.jsonl", help="Also write the results as JSONL.")
+    parser.add_argument("--checkpoint", metavar="NAME", help="Weights of a run: best, final or step-N (default: best/ when kept, else final/).")
+
+
+def print_weights(target: str, checkpoint: str | None) -> None:
+    """One line on stderr naming the run's weights in use (kept off stdout, which carries the answers)."""
+    import sys
+
+    from tunesmith.model.from_run import checkpoint_label
+
+    label = checkpoint_label(target, checkpoint)
+    if label:
+        print(f"weights: {target}/{label if label in ('best', 'final') else 'checkpoints/' + label}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         stop=args.stop, num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
     )
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
-    rows = generate_from(args.target, prompts, settings, system=args.system)
+    print_weights(args.target, args.checkpoint)
+    rows = generate_from(args.target, prompts, settings, system="" if args.no_system else args.system, checkpoint=args.checkpoint)
     for row in rows:
         print(f"### {row['prompt']}")
         for i, sample in enumerate(row["samples"], 1):

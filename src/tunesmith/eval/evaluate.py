@@ -45,6 +45,14 @@ def read_examples(path: Path) -> list[Example]:
     return examples
 
 
+def with_system(example: Example, system: str) -> Example:
+    """The example with `system` as its first turn when it is a conversation without a system turn."""
+    messages = example.get("messages")
+    if not messages or messages[0].get("role") == "system":
+        return example
+    return {**example, "messages": [{"role": "system", "content": system}, *messages]}
+
+
 def to_item(example: Example, reference_column: str | None, fallback_column: str | None = None) -> EvalItem:
     """Split a conversation at its last assistant turn: the turns before it are the prompt.
 
@@ -121,16 +129,41 @@ def _models(run_dir: str, base: bool, compare: Sequence[str]) -> list[tuple[str,
     return models
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | None = None, compare: Sequence[str | Path] = (), limit: int | None = None) -> dict:
+def eval_split(run: RunDir) -> tuple[str, Path] | None:
+    """('test', path) when the run kept test rows, else ('val', path) when it kept validation rows, else None."""
+    for split in ("test", "val"):
+        path = run.split_file(split)
+        if path.is_file() and path.read_text(encoding="utf-8").strip():
+            return split, path
+    return None
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | None = None, compare: Sequence[str | Path] = (),
+             limit: int | None = None, checkpoint: str | None = None) -> dict:
     """Evaluate a run (and its base, and other runs) on its test split; writes RUN_DIR/eval/ and returns metrics.
 
-    `base=None` follows the config's eval.compare_base (on by default).
+    Without a test split (e.g. `data.split.test: 0`) the validation split is used, and the result says so
+    (`split`, `note`). `base=None` follows the config's eval.compare_base (on by default). `checkpoint` picks
+    the run's weights (best, final, step-N; default best/ when kept) and is recorded as `checkpoint`.
     """
+    from tunesmith.model.from_run import checkpoint_folder
+
     run = RunDir.of(run_dir)
     run.require_finished()
     config = run.config()
-    source = Path(data) if data else run.split_file("test")
+    _, weights = checkpoint_folder(run, checkpoint)
+    split, source, note = "file", Path(data) if data else None, None
+    if source is None:
+        found = eval_split(run)
+        if found is None:
+            raise DataError(f"{run.root}: the run kept no test or validation rows to evaluate on", hint="pass --data FILE.jsonl, or set data.split.test / data.split.val above 0")
+        split, source = found
+        if split == "val":
+            note = f"no test split in {run.data}: evaluating on the validation split ({source})"
     examples = read_examples(source)[: limit or config.eval.limit or None]
+    system = RunDir.of(run_dir).read_manifest().get("system_prompt")
+    if system:  # rows of --data files get the run's system prompt, as the run's own splits already have it
+        examples = [with_system(ex, system) for ex in examples]
     if not examples:
         raise DataError(f"{source}: no examples to evaluate")
     fallback = config.grpo.reference_column if config.method == "grpo" else None
@@ -142,11 +175,12 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     predictions: dict[str, list[str]] = {}
     base = config.eval.compare_base if base is None else base
     for label, target, use_base in _models(str(run_dir), base, [str(c) for c in compare]):
-        model, tokenizer = load_for_generation(target, base=use_base)
+        model, tokenizer = load_for_generation(target, base=use_base, checkpoint=weights if target == str(run_dir) else None)
         scores[label], predictions[label] = score_model(model, tokenizer, items, config, metric_names)
         del model
         gc.collect()
     result = _result(scores, items, source, decoding(config))
+    result.update(split=split, checkpoint=weights, **({"note": note} if note else {}))
     write_outputs(run.eval, result, items, predictions)
     return result
 

@@ -27,7 +27,7 @@ def output_rows(items, predictions: dict[str, list[str]]) -> list[dict]:
 
 
 def write_outputs(eval_dir: Path, result: dict, items, predictions: dict[str, list[str]]) -> dict[str, Path]:
-    """eval/metrics.json, eval/outputs.jsonl, eval/outputs.csv and (with openpyxl) eval/outputs.xlsx."""
+    """eval/metrics.json, eval/outputs.jsonl, eval/outputs.csv and eval/outputs.xlsx."""
     eval_dir.mkdir(parents=True, exist_ok=True)
     rows = output_rows(items, predictions)
     paths = {"metrics": eval_dir / "metrics.json", "jsonl": eval_dir / "outputs.jsonl", "csv": eval_dir / "outputs.csv"}
@@ -50,6 +50,11 @@ def _write_xlsx(path: Path, columns: list[str], rows: list[dict]) -> Path | None
         from openpyxl import Workbook
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     except ImportError:
+        # openpyxl is a regular dependency; a broken environment still gets told, never a silent gap.
+        import sys
+
+        print(f"{path} not written: openpyxl is missing (pip install openpyxl); the same outputs are in "
+              f"{path.with_suffix('.csv')} and {path.with_suffix('.jsonl')}", file=sys.stderr)
         return None
     book = Workbook()
     sheet = book.active

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import GGUF_TYPES
-from tunesmith.data.tokenize import encode, prompt_ids, render
+from tunesmith.data.tokenize import encode, prompt_ids, render, with_bos
 from tunesmith.errors import ConfigError
 from tunesmith.export.adapter import write_adapter_gguf, write_adapter_modelfile
 from tunesmith.export.converter import converter_dir, converter_name
@@ -17,6 +17,7 @@ from tunesmith.export.merge import merge_run
 from tunesmith.export.ollama import modelfile, ollama_commands
 from tunesmith.export.parity import Prompt, check_format, require_exact
 from tunesmith.export.quantize import quantize, require_llama_cpp, tensor_type_counts
+from tunesmith.model.from_run import checkpoint_folder
 from tunesmith.run_dir import RunDir, read_jsonl
 
 
@@ -36,24 +37,28 @@ class ExportResult:
     adapter_files: dict[str, Path] = field(default_factory=dict)  # "base" (f16 GGUF) and "lora" (LoRA GGUF)
     adapter_modelfile: Path | None = None
     converter: str | None = None  # which llama.cpp converter wrote the GGUF files
+    checkpoint: str | None = None  # which weights of the run were exported: best, final or step-N
 
 
 def export_run(
-    run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True, adapter_gguf: bool | None = None
+    run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True, adapter_gguf: bool | None = None,
+    checkpoint: str | None = None,
 ) -> ExportResult:
     """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json;
-    with `adapter_gguf`, also the base GGUF + LoRA GGUF pair and Modelfile.adapter."""
+    with `adapter_gguf`, also the base GGUF + LoRA GGUF pair and Modelfile.adapter. `checkpoint` picks the
+    weights (best, final, step-N; default best/ when the run kept one)."""
     run = RunDir.of(run_dir)
     run.require_finished()
     config = run.config()
     types = _gguf_types(config.export.gguf if gguf_types is None else gguf_types)
     adapter_gguf = config.export.adapter_gguf if adapter_gguf is None else adapter_gguf
     result = ExportResult(out_dir=Path(out_dir or config.export.out_dir or run.export))
+    result.checkpoint = checkpoint_folder(run, checkpoint)[1]
     if types or adapter_gguf:
         _require_converter(result)  # fail before the slow steps, with what to install or fetch
     with tempfile.TemporaryDirectory() as tmp:
         merged_dir = result.out_dir / "merged" if merged else Path(tmp) / "merged"
-        model, tokenizer = merge_run(run.root, merged_dir)
+        model, tokenizer = merge_run(run.root, merged_dir, result.checkpoint)
         result.merged_dir = merged_dir if merged else None
         if types:
             _write_ggufs(result, merged_dir, types, config.run.name, Path(tmp))
@@ -100,14 +105,25 @@ def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name:
         result.gguf_files[gguf_type] = path
 
 
-def _system_prompt(config) -> str | None:
-    if config.data.system_prompt:
-        return config.data.system_prompt
-    return next((s.system_prompt for s in config.data.sources if s.system_prompt), None)
+def _system_prompt(run: RunDir, config) -> str | None:
+    """The run's remembered system prompt (manifest.json); runs from before it was recorded: the config's."""
+    manifest = run.read_manifest()
+    if "system_prompt" in manifest:
+        return manifest["system_prompt"]
+    from tunesmith.data.splits import system_prompt_of
+
+    try:
+        return system_prompt_of(config)
+    except Exception:  # noqa: BLE001 - an old run whose prompt file moved: no SYSTEM line rather than a failed export
+        return None
 
 
 def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, primary: str) -> None:
-    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(config), config.data.max_length, _adds_bos(tokenizer))
+    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer))
+    if _trained_with_tools(run):  # our Go TEMPLATE rebuilds turns only: no .Tools, no .ToolCalls
+        fmt.exact = False
+        fmt.notes.append("the run trained tool calls, which this TEMPLATE does not render: use Ollama's own template for the family")
+        text = f"# APPROXIMATED: {fmt.notes[-1]}\n" + text
     result.modelfile = result.out_dir / "Modelfile"
     result.modelfile.write_text(text, encoding="utf-8")
     result.template_family, result.template_exact, result.template_notes = fmt.family, fmt.exact, fmt.notes
@@ -119,8 +135,21 @@ def _adds_bos(tokenizer) -> bool:
     return tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
 
 
+def _trained_with_tools(run: RunDir) -> bool:
+    path = run.split_file("train")
+    return path.exists() and any(row.get("tools") for row in read_jsonl(path))
+
+
 def verification_prompts(run: RunDir, tokenizer, count: int):
-    """Up to `count` prompts from the run's test split, rendered through the run's chat template."""
+    """Up to `count` prompts from the run's test split, rendered through the run's chat template.
+
+    Test rows already carry the run's system prompt (added when the data was prepared); the fallback prompt
+    gets it too, so parity is proven on prompts shaped like the deployed model's.
+    """
+    def bos_text(ids: list[int], text: str) -> str:  # llama.cpp reads the BOS from the text (add_bos=False)
+        bos = tokenizer.bos_token
+        return bos + text if ids and ids[0] == tokenizer.bos_token_id and bos and not text.startswith(bos) else text
+
     path = run.split_file("test")
     rows = read_jsonl(path) if path.exists() else []
     prompts = []
@@ -128,15 +157,19 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
         messages = row.get("messages") or []
         cut = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
         if messages[:cut]:
-            prompts.append(Prompt(prompt_ids(tokenizer, messages[:cut]), render(tokenizer, messages[:cut], add_generation_prompt=True)))
+            ids = prompt_ids(tokenizer, messages[:cut])
+            prompts.append(Prompt(ids, bos_text(ids, render(tokenizer, messages[:cut], add_generation_prompt=True))))
         elif row.get("text"):
             text = tokenizer.decode(encode(tokenizer, row["text"])[:32])
-            prompts.append(Prompt(encode(tokenizer, text), text))
+            ids = with_bos(tokenizer, encode(tokenizer, text))  # as training saw the text: BOS first where expected
+            prompts.append(Prompt(ids, bos_text(ids, text)))
         if len(prompts) == count:
             break
     if not prompts:
-        hello = [{"role": "user", "content": "Hello! Who are you?"}]
-        prompts.append(Prompt(prompt_ids(tokenizer, hello), render(tokenizer, hello, add_generation_prompt=True)))
+        system = _system_prompt(run, None) if "system_prompt" in run.read_manifest() else None
+        hello = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "Hello! Who are you?"}]
+        ids = prompt_ids(tokenizer, hello)
+        prompts.append(Prompt(ids, bos_text(ids, render(tokenizer, hello, add_generation_prompt=True))))
     return prompts
 
 
@@ -162,7 +195,7 @@ def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None
             "tokenization_match_rate": reports[gguf_type].tokenization_match_rate,
         }
     result.parity_file = result.out_dir / "parity.json"
-    payload = {"prompts": len(prompts), "tokens": config.export.verify_tokens, "formats": {k: r.to_dict() for k, r in reports.items()}}
+    payload = {"checkpoint": result.checkpoint, "prompts": len(prompts), "tokens": config.export.verify_tokens, "formats": {k: r.to_dict() for k, r in reports.items()}}
     result.parity_file.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     for report in reports.values():
         require_exact(report)

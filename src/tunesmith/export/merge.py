@@ -12,12 +12,12 @@ from tunesmith.run_dir import RunDir
 MERGED_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt")
 
 
-def merge_run(run_dir: Path, out_dir: Path):
+def merge_run(run_dir: Path, out_dir: Path, checkpoint: str | None = None):
     """Write base + adapter merged (full precision, never into 4-bit weights) to `out_dir`; (model, tokenizer).
 
     A QLoRA run's base is reloaded in 16/32-bit here: `load_tuned` does not pass a quantization config.
     """
-    model, tokenizer = load_tuned(run_dir, dtype=_merge_dtype(run_dir), merged=True)
+    model, tokenizer = load_tuned(run_dir, dtype=_merge_dtype(run_dir), merged=True, checkpoint=checkpoint)
     if hasattr(model, "merge_and_unload"):  # a full fine-tune saved as peft? defensive: merge anyway
         model = model.merge_and_unload()
     save_model_folder(model, tokenizer, out_dir, sentencepiece_file(run_dir))

@@ -115,9 +115,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], settings: Genera
     return results
 
 
-def load_for_generation(target: str | Path, base: bool = False):
+def load_for_generation(target: str | Path, base: bool = False, checkpoint: str | None = None):
     """(model, tokenizer) of a run directory (tuned, or its base) or a plain model, on the best device."""
-    model, tokenizer = load_base(target) if base else load_tuned(target)
+    model, tokenizer = load_base(target) if base else load_tuned(target, checkpoint=checkpoint)
     model.to(pick_device("auto"))
     model.eval()
     return model, tokenizer
@@ -151,11 +151,19 @@ def generate_from(
     prompts: list[str | list[dict]],
     settings: GenerationSettings | None = None,
     system: str | None = None,
+    checkpoint: str | None = None,
 ) -> list[dict]:
-    """Load a run or model and answer each prompt; rows of {"prompt", "messages", "samples"}."""
+    """Load a run or model and answer each prompt; rows of {"prompt", "messages", "samples"}.
+
+    `system=None` uses the run's own system prompt (the one it trained with); "" means none.
+    """
+    from tunesmith.model.from_run import run_system_prompt
+
     if not prompts:
         raise TunesmithError("no prompts given", hint="pass --prompt TEXT or --prompts FILE")
-    model, tokenizer = load_for_generation(target)
+    if system is None:
+        system = run_system_prompt(target)
+    model, tokenizer = load_for_generation(target, checkpoint=checkpoint)
     conversations = [build_messages(p, system) for p in prompts]
     samples = generate(model, tokenizer, conversations, settings)
     return [

@@ -26,6 +26,13 @@ def run_base_model_path(run: RunDir) -> str:
     return str(run.base_model) if is_tiny(name) else name
 
 
+def run_system_prompt(target: str | Path) -> str | None:
+    """The system prompt a run trained with (manifest.json `system_prompt`); None for a plain model."""
+    if not is_run_dir(target):
+        return None
+    return RunDir.of(target).read_manifest().get("system_prompt")
+
+
 def is_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").is_file()
 
@@ -37,19 +44,50 @@ def load_run_tokenizer(run: RunDir):
     return tokenizer_for(run.config().model, run_base_model_path(run))
 
 
-def load_tuned(target: str | Path, dtype=None, merged: bool = False, checkpoint: str = "final"):
+CHECKPOINT_HELP = "best, final or step-N (default: best/ when the run kept one, else final/)"
+
+
+def has_weights(folder: Path) -> bool:
+    return is_adapter(folder) or (folder / "config.json").is_file()
+
+
+def checkpoint_folder(run: RunDir, choice: str | None = None) -> tuple[Path, str]:
+    """(folder, label) of the weights to use: best/ by default when the run kept one, else final/."""
+    choice = (choice or "").strip().rstrip("/")
+    if not choice:
+        return (run.best, "best") if has_weights(run.best) else (run.final, "final")
+    if choice in ("best", "final"):
+        folder = run.best if choice == "best" else run.final
+        if not has_weights(folder):
+            why = " (it had no validation split, or never evaluated)" if choice == "best" else ""
+            raise TunesmithError(f"{run.root}: the run kept no {choice}/ weights{why}", hint="use --checkpoint final")
+        return folder, choice
+    steps = sorted((p.name for p in run.checkpoints.glob("step-*") if p.name[5:].isdigit()), key=lambda n: int(n[5:]))
+    if choice.startswith("step-") and choice in steps and has_weights(run.checkpoints / choice):
+        return run.checkpoints / choice, choice
+    kept = ", ".join(["best"] * has_weights(run.best) + ["final"] + steps)
+    raise TunesmithError(f"--checkpoint {choice}: not a checkpoint of {run.root}", hint=f"this run kept: {kept}")
+
+
+def checkpoint_label(target: str | Path, choice: str | None = None) -> str | None:
+    """Which weights of a run `choice` means ('best', 'final', 'step-40'); None for a plain model."""
+    if not is_run_dir(target):
+        return None
+    return checkpoint_folder(RunDir.of(target), choice)[1]
+
+
+def load_tuned(target: str | Path, dtype=None, merged: bool = False, checkpoint: str | None = None):
     """(model, tokenizer) for a run directory (base + adapter) or a plain model path.
 
-    `checkpoint` picks final/ or best/ of a run; `merged=True` merges an adapter into the base weights.
+    `checkpoint` picks best, final or step-N of a run (default: best/ when kept, else final/); `merged=True`
+    merges an adapter into the base weights.
     """
     target = str(target)
     if not is_run_dir(target):
         return load_model(target, dtype=dtype), load_tokenizer(target)
     run = RunDir.of(target)
     run.require_finished()
-    folder = run.final if checkpoint == "final" else run.root / checkpoint
-    if not folder.exists():
-        raise TunesmithError(f"{folder}: no such checkpoint in this run")
+    folder, _ = checkpoint_folder(run, checkpoint)
     tokenizer = load_run_tokenizer(run)
     if not is_adapter(folder):
         return load_model(str(folder), dtype=dtype), tokenizer

@@ -165,7 +165,7 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
         if ctx.config.train.init_from:
             manifest.init_from = ctx.config.train.init_from
         if manifest.system_prompt is None:  # kept on resume: the prompt the run started with
-            from tunesmith.data.pipeline import system_prompt_of
+            from tunesmith.data.splits import system_prompt_of
 
             manifest.system_prompt = system_prompt_of(ctx.config)
         manifest.start_time = manifest.start_time or _now()
