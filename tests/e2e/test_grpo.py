@@ -85,7 +85,7 @@ def test_gsm8k_recipe_validates(capsys):
     assert main(["config", "check", "--schema-only", str(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")]) == 0
     config = load_config(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")
     assert (config.method, config.train.mode, config.model.name_or_path) == ("grpo", "qlora", "meta-llama/Llama-3.2-1B-Instruct")
-    assert [r.name for r in config.grpo.rewards] == ["format", "numeric_match"]
+    assert [r.name for r in config.grpo.rewards] == ["format_exact", "format_approx", "answer_check", "number_match"]
     assert "numeric" in config.eval.metrics
 
 
@@ -96,7 +96,8 @@ def test_gsm8k_twin_runs_in_smoke_mode(tmp_path, monkeypatch):
     run = RunDir.of(tmp_path / "runs" / "gsm8k-grpo-smoke")
     rows = run.read_metrics()
     assert [r["step"] for r in rows] == [1, 2]
-    assert {"rewards/format/mean", "rewards/numeric_match/mean", "reward", "completion_length"} <= set(rows[0])
+    assert {"rewards/format_exact/mean", "rewards/format_approx/mean", "rewards/answer_check/mean", "rewards/number_match/mean",
+            "reward", "completion_length"} <= set(rows[0])
     assert (run.final / "adapter_config.json").exists()
     test_rows = read_jsonl(run.split_file("test"))
     assert test_rows and "####" in test_rows[0]["meta"]["answer"]
@@ -113,7 +114,7 @@ def test_dry_run_on_gsm8k_flags_broken_and_constant_rewards(tmp_path, capsys):
     code = main(["rewards", "dry-run", str(config), "-n", "3", "-g", "2"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1
-    assert "format" in out and "numeri…" in out and "total" in out and "mean" in out
+    assert "form…" in out and "total" in out and "std" in out  # six reward columns: names cut to fit 80 columns
     assert "error: reward 'boom' is broken: reward 'boom' raised ValueError: no answer tag" in out
     assert "warning: reward 'always_half' gave 0.5 to all 6 completions: it cannot teach anything" in out
 

@@ -153,3 +153,12 @@ def test_init_from_continues_the_previous_runs_adapter_on_its_base(tmp_path):
     # it starts where the first run ended, not from a fresh adapter
     (first_start, first_end), (second_start, _) = first_last_loss(first.run_dir), first_last_loss(second.run_dir)
     assert first_start - second_start > 0.5 and abs(second_start - first_end) < 0.3, (first_start, first_end, second_start)
+
+
+def test_notebook_run_train_then_use(tmp_path, tiny_qwen2):
+    import tunesmith
+
+    run = tunesmith.Run.train(sft_config(tmp_path, str(tiny_qwen2), max_steps=2, save_steps=100))
+    assert run.path == tmp_path / "runs" / "t" and [row["step"] for row in run.metrics if "loss" in row][-1] == 2
+    assert run.manifest["trainable_parameters"]["trainable"] > 0
+    assert isinstance(run.generate("What is 2 plus 3?", max_new_tokens=4), str)

@@ -49,7 +49,7 @@ def test_labels_cover_only_assistant_tokens(tiny_qwen2):
 def test_examples_without_loss_tokens_are_dropped_and_counted(tiny_qwen2):
     tok = load_tokenizer(str(tiny_qwen2))
     split = tokenize_split(tok, ROWS, DataConfig(max_length=16))  # only the first row's answer starts before token 16
-    assert split.skipped == 2 and len(split.dataset) == 1
+    assert split.cut_away == 2 and split.skipped == 0 and len(split.dataset) == 1  # the cut ones are counted apart
     assert any(label != IGNORE_INDEX for label in split.dataset[0]["labels"])
     with pytest.raises(DataError, match="no train example has a token to learn from"):
         tokenize_split(tok, ROWS[1:2], DataConfig(max_length=16))
