@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.train.run_dir import RunDir
+from tunesmith.run_dir import RunDir
 
 
 class Run:
@@ -61,5 +61,6 @@ class Run:
         return self.dir.read_metrics()
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self):
+        """manifest.json, typed (tunesmith.run_dir.Manifest)."""
         return self.dir.read_manifest()

@@ -57,9 +57,6 @@ def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, sm
 
 def _evaluate(outcome: PipelineResult, echo) -> dict:
     """Eval on the test split, else the validation split (saying so), else skipped with one line."""
-    from tunesmith.eval.evaluate import eval_split, evaluate
-    from tunesmith.train.run_dir import RunDir
-
     if eval_split(RunDir.of(outcome.run_dir)) is None:
         note = "eval (the run kept no test or validation rows)"
         echo(f"  skipped: {note}")

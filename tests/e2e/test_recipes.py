@@ -63,7 +63,7 @@ def test_yahoo_questions_twin(tmp_path, monkeypatch, capsys):
     sets = [f"data.sources.0.path={data}", "data.sources.0.name=null", "model.name_or_path=tiny:qwen2"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_run(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "qlora"
+    assert run.read_manifest().mode == "qlora"
     assert read_jsonl(run.split_file("train"))[0]["messages"][1]["content"].startswith("Why is the sky ")
     # The recipe keeps no test split (data.split.test: 0): eval falls back to the validation split and says so.
     metrics = json.loads((run.eval / "metrics.json").read_text())
@@ -84,7 +84,7 @@ def test_experimentation_qa_twin(tmp_path, monkeypatch):
     sets = ["model.name_or_path=tiny:llama"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_run(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "qlora"
+    assert run.read_manifest().mode == "qlora"
     assert list(run.export.glob("*q4_k_m.gguf")) or importlib.util.find_spec("llama_cpp") is None
     cli("eval", run.root, "--limit", "2")
     metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
@@ -108,7 +108,7 @@ def test_intent_json_twin(tmp_path, monkeypatch):
     run = smoke_run(config, tmp_path, *sets)
     test_rows = read_jsonl(run.split_file("test"))
     assert 0 < len(test_rows) <= 10 and test_rows[0]["messages"][0] == {"role": "system", "content": system}
-    assert run.read_manifest()["system_prompt"] == system  # the run remembers the prompt it trained with
+    assert run.read_manifest().system_prompt == system  # the run remembers the prompt it trained with
     metrics = json.loads((run.eval / "metrics.json").read_text())["metrics"]
     assert {"json_valid", "json_field_accuracy"} <= set(metrics)
     # generate on the run uses the training system prompt without being told it
@@ -139,7 +139,7 @@ def test_meta_review_summary_twin_on_tiny_gpt_neox_exports(tmp_path, monkeypatch
     sets = [f"data.sources.0.path={data}", f"model.name_or_path={tmp_path / 'pythia-tiny'}", "data.max_length=128"]
     cli("data", "check", config, *[x for s in sets for x in ("--set", s)])
     run = smoke_run(config, tmp_path, *sets)
-    assert run.read_manifest()["mode"] == "full"
+    assert run.read_manifest().mode == "full"
     train_rows = read_jsonl(run.split_file("train"))
     assert all("<b>" not in m["content"] and "&" not in m["content"] for r in train_rows for m in r["messages"])
     cli("eval", run.root, "--limit", "2")
@@ -173,7 +173,7 @@ def test_finetome_then_gsm8k_twin(tmp_path, monkeypatch, capsys):
         "grpo.num_generations=2", "grpo.max_completion_length=8", "eval.max_new_tokens=8",
     ]
     grpo = smoke_run(EXAMPLES / "finetome-then-gsm8k" / "grpo.yaml", tmp_path, *grpo_sets)
-    assert grpo.read_manifest()["method"] == "grpo"
+    assert grpo.read_manifest().method == "grpo"
     cli("eval", grpo.root, "--limit", "2")
     metrics = json.loads((grpo.eval / "metrics.json").read_text())["metrics"]
     assert "numeric_accuracy" in metrics and {"base", "tuned", "delta"} <= set(metrics["numeric_accuracy"])

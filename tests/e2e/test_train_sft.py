@@ -160,5 +160,5 @@ def test_notebook_run_train_then_use(tmp_path, tiny_qwen2):
 
     run = tunesmith.Run.train(sft_config(tmp_path, str(tiny_qwen2), max_steps=2, save_steps=100))
     assert run.path == tmp_path / "runs" / "t" and [row["step"] for row in run.metrics if "loss" in row][-1] == 2
-    assert run.manifest["trainable_parameters"]["trainable"] > 0
+    assert run.manifest.trainable_parameters["trainable"] > 0
     assert isinstance(run.generate("What is 2 plus 3?", max_new_tokens=4), str)

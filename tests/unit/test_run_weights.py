@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.run_fixtures_eval import make_run_dir
 from tunesmith.errors import TunesmithError
-from tunesmith.train.run_dir import RunDir, read_jsonl
+from tunesmith.run_dir import RunDir, read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_generate_and_eval_use_the_run_system_prompt(run_dir, tmp_path, capsys):
 
     run = RunDir.of(run_dir)
     system = "You turn a user's request into JSON with the keys intent and slots."
-    manifest = run.read_manifest()
+    manifest = json.loads(run.manifest.read_text())
     run.manifest.write_text(json.dumps({**manifest, "system_prompt": system}))
     try:
         out = tmp_path / "g.jsonl"

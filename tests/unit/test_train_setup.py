@@ -127,7 +127,7 @@ def test_trainable_parameter_count_is_printed_and_recorded(tiny_qwen2, tmp_path,
     assert (counts["trainable"], counts["total"]) == (lora, total) and 0 < lora < total
     text = f"{lora:,} of {total:,} ({lora / total:.2%})"
     assert capsys.readouterr().out.strip() == f"trainable parameters: {text}"
-    assert ctx.run.read_manifest()["trainable_parameters"]["text"] == text
+    assert ctx.run.read_manifest().trainable_parameters["text"] == text
 
 
 def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path, monkeypatch):

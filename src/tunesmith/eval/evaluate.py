@@ -161,7 +161,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
         if split == "val":
             note = f"no test split in {run.data}: evaluating on the validation split ({source})"
     examples = read_examples(source)[: limit or config.eval.limit or None]
-    system = RunDir.of(run_dir).read_manifest().get("system_prompt")
+    system = run.read_manifest().system_prompt
     if system:  # rows of --data files get the run's system prompt, as the run's own splits already have it
         examples = [with_system(ex, system) for ex in examples]
     if not examples:

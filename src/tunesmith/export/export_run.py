@@ -108,8 +108,8 @@ def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name:
 def _system_prompt(run: RunDir, config) -> str | None:
     """The run's remembered system prompt (manifest.json); runs from before it was recorded: the config's."""
     manifest = run.read_manifest()
-    if "system_prompt" in manifest:
-        return manifest["system_prompt"]
+    if "system_prompt" in manifest.model_fields_set:
+        return manifest.system_prompt
     from tunesmith.data.splits import system_prompt_of
 
     try:
@@ -166,7 +166,7 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
         if len(prompts) == count:
             break
     if not prompts:
-        system = _system_prompt(run, None) if "system_prompt" in run.read_manifest() else None
+        system = run.read_manifest().system_prompt
         hello = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "Hello! Who are you?"}]
         ids = prompt_ids(tokenizer, hello)
         prompts.append(Prompt(ids, bos_text(ids, render(tokenizer, hello, add_generation_prompt=True))))

@@ -30,7 +30,7 @@ def run_system_prompt(target: str | Path) -> str | None:
     """The system prompt a run trained with (manifest.json `system_prompt`); None for a plain model."""
     if not is_run_dir(target):
         return None
-    return RunDir.of(target).read_manifest().get("system_prompt")
+    return RunDir.of(target).read_manifest().system_prompt
 
 
 def is_adapter(folder: Path) -> bool:
