@@ -22,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from tunesmith.cli.generate import print_weights
     from tunesmith.generate.chat import ChatSession, chat_loop
     from tunesmith.generate.generate import GenerationSettings, load_for_generation
-
-    from tunesmith.cli.generate import print_weights
 
     if not args.base:
         print_weights(args.target, args.checkpoint)
