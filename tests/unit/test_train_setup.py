@@ -115,11 +115,11 @@ def test_trainable_parameter_count_is_printed_and_recorded(tiny_qwen2, tmp_path,
     from transformers import AutoModelForCausalLM
 
     from tunesmith.model.adapters import add_adapters
-    from tunesmith.train.common import report_trainable
+    from tunesmith.train.trainer_setup import report_trainable
 
     config = config_at(tmp_path, lora={"r": 4})
     ctx = ctx_for(config)
-    ctx.run.root.mkdir(parents=True, exist_ok=True)
+    ctx.run_dir.root.mkdir(parents=True, exist_ok=True)
     model = add_adapters(AutoModelForCausalLM.from_pretrained(tiny_qwen2), config, False)
     lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     total = sum(p.numel() for p in model.parameters())
@@ -127,7 +127,7 @@ def test_trainable_parameter_count_is_printed_and_recorded(tiny_qwen2, tmp_path,
     assert (counts["trainable"], counts["total"]) == (lora, total) and 0 < lora < total
     text = f"{lora:,} of {total:,} ({lora / total:.2%})"
     assert capsys.readouterr().out.strip() == f"trainable parameters: {text}"
-    assert ctx.run.read_manifest().trainable_parameters["text"] == text
+    assert ctx.run_dir.read_manifest().trainable_parameters["text"] == text
 
 
 def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path, monkeypatch):

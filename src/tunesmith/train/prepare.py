@@ -79,7 +79,7 @@ def load_trainable_model(ctx: RunContext) -> None:
     base = load_base_model(ctx.config, ctx.base_model, ctx.plan)
     sharded = is_sharded(ctx.config, world_size())  # FSDP / ZeRO: one dtype per shard group (train/distributed.py)
     ctx.model = trainable_model(base, ctx.config, activation_checkpointing(ctx), sharded=sharded)
-    from tunesmith.train.common import report_trainable
+    from tunesmith.train.trainer_setup import report_trainable
 
     report_trainable(ctx, ctx.model)
 

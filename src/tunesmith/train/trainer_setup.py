@@ -55,7 +55,7 @@ def trainable_parameters(model) -> dict:
 
 def report_trainable(ctx: RunContext, model) -> dict:
     """Print the trainable-parameter count at start and record it in manifest.json."""
-    from tunesmith.train.setup import write_manifest
+    from tunesmith.train.prepare import write_manifest
 
     counts = trainable_parameters(model)
     print(f"trainable parameters: {counts['text']}")
