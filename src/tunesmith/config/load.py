@@ -170,6 +170,10 @@ def _did_you_mean(loc: tuple) -> str | None:
     else the same setting in another section ('learning_rate' at the top -> 'train.learning_rate')."""
     if str(loc[-1]) in FOREIGN_KEYS:
         return FOREIGN_KEYS[str(loc[-1])]
+    section = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+    same_name = [p for p in _key_paths(Config) if p.rsplit(".", 1)[-1] == str(loc[-1]) and p.rsplit(".", 1)[0] != section]
+    if same_name:  # the exact key of another section beats a look-alike here ('seed' in train: run.seed, not deepspeed)
+        return min(same_name, key=len)
     match = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1, cutoff=0.6)
     if match:
         return match[0]
