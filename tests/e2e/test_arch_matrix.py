@@ -18,15 +18,16 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="needs the export extra: pip install 'tunesmith[export]'")
 
 # family -> (tokenizer source, gguf general.architecture, tokenizer.ggml.pre) as llama.cpp's converter writes them.
-# In a qwen2/qwen3 folder transformers loads any BPE vocabulary as Qwen2Tokenizer, which swaps in Qwen2's split
+# In a qwen2 folder transformers 5.24 loads any BPE vocabulary as Qwen2Tokenizer, which swaps in Qwen2's split
 # rule; the converter's hash then knows no model, and tunesmith names the rule (qwen2) - the parity check proves
-# llama.cpp tokenizes as that HF tokenizer does. The other BPE families keep the converter's own answer.
+# llama.cpp tokenizes as that HF tokenizer does. A qwen3 folder keeps tokenizer.json's own rule (measured), so
+# it, like the other BPE families, keeps the converter's own answer.
 MATRIX = {
     "llama": ("spm", "llama", "default"),
     "smollm": ("bpe", "llama", "smollm"),
     "mistral": ("spm", "llama", "default"),
     "qwen2": ("bpe", "qwen2", "qwen2"),
-    "qwen3": ("bpe", "qwen3", "qwen2"),
+    "qwen3": ("bpe", "qwen3", "smollm"),
     "gemma": ("spm", "gemma", "default"),
     "gemma2": ("spm", "gemma2", "default"),
     "phi3": ("spm", "phi3", "default"),
