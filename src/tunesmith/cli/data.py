@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "unpaired_preference")
 MODEL_HELP = "Model whose tokenizer and chat template count/render tokens (hub id, folder, .gguf, tiny:qwen2)."
 
 
@@ -76,8 +76,9 @@ def _preview(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console(force_terminal=True, highlight=False)
-    for i, preview in enumerate(previews, 1):
-        print(f"--- example {i}: {preview.tokens} tokens, {preview.loss_tokens} with loss" + ("" if color else " [in brackets]"))
+    for preview in previews:
+        part = f" ({preview.part})" if preview.part else ""
+        print(f"--- example {preview.number}{part}: {preview.tokens} tokens, {preview.loss_tokens} with loss" + ("" if color else " [in brackets]"))
         console.print(as_rich(preview)) if console else print(as_brackets(preview))
         for warning in preview.warnings:
             print(f"warning: {warning}")

@@ -11,7 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "template")
+FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "template", "preference", "unpaired_preference")
+METHODS = ("sft", "grpo", "dpo", "orpo", "kto", "simpo")
+# TRL 1.16 DPOConfig.loss_type values ("sft" is left out: that is method sft).
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
 
 
@@ -191,6 +195,26 @@ class DeepSpeedConfig(Section):
     offload: bool = Field(False, description="Offload optimizer state (and at stage 3 the weights) to CPU memory.")
 
 
+class PreferenceConfig(Section):
+    beta: float | None = Field(
+        None, gt=0,
+        description="dpo/kto: how far the policy may move from the reference; orpo: weight of the odds-ratio term; "
+        "simpo: reward scale. Default: 0.1, simpo 2.0.",
+    )
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="DPO loss (method dpo): sigmoid, ipo, hinge, robust, ... (TRL's).")  # type: ignore[valid-type]
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Probability a pair's label is flipped (dpo loss robust / exo_pair).")
+    simpo_gamma: float = Field(0.5, ge=0, description="Target reward margin of SimPO.")
+    desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable (label true) rows.")
+    undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable (label false) rows.")
+    precompute_reference: bool = Field(
+        False, description="dpo/kto: compute the reference log-probs once before training, so no reference model stays in memory."
+    )
+
+    def beta_for(self, method: str) -> float:
+        """beta as set, else the method's usual default (SimPO's paper uses 2.0-2.5, the others 0.1)."""
+        return self.beta if self.beta is not None else (2.0 if method == "simpo" else 0.1)
+
+
 class TrainConfig(Section):
     mode: Literal["full", "lora", "qlora"] = Field("lora", description="Full fine-tune, LoRA, or QLoRA (4-bit base + LoRA).")
     epochs: float = Field(3, gt=0, description="Passes over the training split.")
@@ -283,11 +307,12 @@ class Config(BaseModel):
     run: RunConfig = Field(default_factory=RunConfig, description="Name, output folder and seed.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model and tokenizer.")
     data: DataConfig = Field(default_factory=DataConfig, description="Sources, cleaning, split and tokenization.")
-    method: Literal["sft", "grpo"] = Field("sft", description="Training method: sft or grpo.")
+    method: Literal[METHODS] = Field("sft", description="Training method: sft, grpo, or preference: dpo, orpo, simpo (pairs), kto (labels).")  # type: ignore[valid-type]
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter (train.mode lora/qlora).")
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig, description="4-bit base for QLoRA.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and checkpoints.")
     grpo: GRPOConfig = Field(default_factory=GRPOConfig, description="GRPO settings (method: grpo).")
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig, description="DPO/ORPO/KTO/SimPO settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation after training.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="Merge, GGUF and Ollama export.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers.")
@@ -296,6 +321,8 @@ class Config(BaseModel):
     def _cross(self) -> Config:
         if self.method == "grpo" and not self.grpo.rewards:
             raise ValueError("method 'grpo' needs at least one reward under grpo.rewards")
+        if self.preference.loss_type != "sigmoid" and self.method != "dpo":
+            raise ValueError(f"preference.loss_type '{self.preference.loss_type}' is a DPO loss: set method: dpo, or drop loss_type")
         if self.train.mode == "full" and self.lora.modules_to_save:
             raise ValueError("lora.modules_to_save applies to lora/qlora; train.mode 'full' trains every module already")
         if self.train.mode == "qlora" and self.model.name_or_path.endswith(".gguf"):

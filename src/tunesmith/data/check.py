@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tunesmith.config.load import load_config
 from tunesmith.config.schema import ModelConfig
+from tunesmith.data import preference
 from tunesmith.data.formats import (
     DETECT_ROWS,
     FORMAT_KEYS,
@@ -60,12 +61,15 @@ class Problem:
 
 @dataclass
 class CheckResult:
-    """Problems found (the first MAX_KEPT), how many of each kind, rows and files read."""
+    """Problems found (the first MAX_KEPT), how many of each kind, rows and files read, formats seen."""
 
     problems: list[Problem] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     rows: int = 0
     files: int = 0
+    formats: Counter = field(default_factory=Counter)  # rows per detected (or set) format
+    labels: Counter = field(default_factory=Counter)  # unpaired preference rows per boolean label
+    first_labelled: tuple[str, int] | None = None  # where the first labelled row is (for the one-class problem)
 
     def add(self, problem: Problem) -> None:
         self.counts[problem.kind] += 1
@@ -76,8 +80,16 @@ class CheckResult:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def check_label_classes(self) -> None:
+        """Add the set-level KTO problem (every row has the same label) once all files are read."""
+        message = preference.label_counts_problem(dict(self.labels))
+        if message and self.first_labelled:
+            self.add(Problem(self.first_labelled[0], self.first_labelled[1], "one-label-class", message))
+
     def summary(self) -> str:
         where = f"{self.rows} rows in {self.files} file{'s' * (self.files != 1)}"
+        fits = [preference.describe(fmt) for fmt in self.formats if fmt in preference.PREFERENCE_FORMATS]
+        where += f" of {' and '.join(fits)}" if fits else ""
         if not self.total:
             return f"{where}, no problems"
         kinds = ", ".join(f"{kind} {n}" for kind, n in self.counts.most_common())
@@ -106,13 +118,15 @@ def check_paths(paths: list[Path], spec: FormatSpec | None = None, length: Lengt
             result.add(Problem(str(path), 1, "missing-file", "no such file or folder"))
         for file in files:
             check_file(file, spec or FormatSpec(), length, result, seen)
+    result.check_label_classes()
     return result
 
 
-def check_file(path: Path, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]]) -> None:
-    """Every row of one file: parse problems, then format, structure, duplicates and length."""
+def check_file(path: Path, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]],
+               method: str | None = None) -> None:
+    """Every row of one file: parse problems, then format, structure, duplicates and length (and fit for `method`)."""
     result.files += 1
-    checker = RowChecker(str(path), spec, length, result, seen)
+    checker = RowChecker(str(path), spec, length, result, seen, method)
     count, first = 0, len(result.problems)
     for line, row, parse_problem in iter_raw_rows(path):
         count += 1
@@ -223,10 +237,15 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, object, tuple[str, str] | N
 
 
 class RowChecker:
-    """Checks rows of one file; the format is detected from the first rows when it is auto."""
+    """Checks rows of one file; the format is detected from the first rows when it is auto.
 
-    def __init__(self, path: str, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]]):
-        self.path, self.length, self.result, self.seen = path, length, result, seen
+    With a `method` (a config's), rows whose format that method cannot train on get one problem at the first row.
+    """
+
+    def __init__(self, path: str, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]],
+                 method: str | None = None):
+        self.path, self.length, self.result, self.seen, self.method = path, length, result, seen, method
+        self.fit_checked = False
         self.full_spec = spec  # with the system prompt: what training sees, for the length check
         self.spec = replace(spec, system_prompt=None)  # turn numbers must match the file
         self.format = None if spec.format == "auto" else spec.format
@@ -261,7 +280,24 @@ class RowChecker:
             self.result.add(Problem(self.path, self.pending[0][0], "ambiguous-format", f"ambiguous format: rows fit {names}; set format"))
         return top[0][0]
 
+    def _check_method_fit(self, line: int) -> None:
+        self.fit_checked = True
+        message = preference.method_problem(self.method, self.format or "unknown") if self.method else None
+        if message:
+            self.result.add(Problem(self.path, line, "method-mismatch", message))
+
+    def _count_label(self, line: int, row: object) -> None:
+        label = rename_columns(row, self.spec.columns).get("label") if isinstance(row, dict) else None
+        if isinstance(label, bool):
+            self.result.labels[label] += 1
+            self.result.first_labelled = self.result.first_labelled or (self.path, line)
+
     def _check(self, line: int, row: object) -> None:
+        if not self.fit_checked:
+            self._check_method_fit(line)
+        self.result.formats[self.format or "unknown"] += 1
+        if self.format == preference.UNPAIRED:
+            self._count_label(line, row)
         for kind, message in row_problems(row, self.format or "unknown", self.spec):
             self.result.add(Problem(self.path, line, kind, message))
         digest = _digest(row)
@@ -296,6 +332,8 @@ def row_problems(row: object, fmt: str, spec: FormatSpec) -> list[tuple[str, str
     problems = _key_problems(renamed, fmt)
     if any(kind == "missing-key" for kind, _ in problems):
         return problems
+    if fmt in preference.PREFERENCE_FORMATS:
+        return problems + preference.row_problems(renamed, fmt, spec)
     problems += _turn_key_problems(renamed, fmt, spec)
     try:
         example = to_internal(row, spec, fmt)
@@ -313,7 +351,7 @@ def _key_problems(row: dict, fmt: str) -> list[tuple[str, str]]:
     known = FORMAT_KEYS.get(fmt, ())
     aliases = {"prompt_completion": ("question", "answer", "response"), "messages": ("conversations",), "sharegpt": ("messages",)}
     problems = []
-    for key in known[:2] if fmt in ("alpaca", "prompt_completion") else known[:1]:
+    for key in known[:2] if fmt in ("alpaca", "prompt_completion", "preference") else known[:1]:
         if key in row or any(a in row for a in aliases.get(fmt, ())):
             continue
         close = difflib.get_close_matches(key, [k for k in row if k not in known], n=1, cutoff=0.75)
@@ -391,13 +429,14 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
         if resolved.spec.system_prompt is None:
             resolved.spec.system_prompt = config.data.system_prompt
         for file in resolved.files or []:
-            check_file(file, resolved.spec, length, result, seen)
+            check_file(file, resolved.spec, length, result, seen, config.method)
         if resolved.hub:
             result.files += 1
-            checker = RowChecker(resolved.label, resolved.spec, length, result, seen)
+            checker = RowChecker(resolved.label, resolved.spec, length, result, seen, config.method)
             for number, row in enumerate(hub_rows(resolved.hub), 1):
                 checker.feed(number, row)
             checker.flush()
+    result.check_label_classes()
     return result
 
 

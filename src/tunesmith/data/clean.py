@@ -17,16 +17,33 @@ SPACES = re.compile(r"[ \t\f\v]+")
 BLANK_LINES = re.compile(r"\n{3,}")
 
 
+# Preference examples: prompt + answers; `messages` there only repeats prompt + chosen (or completion).
+PREFERENCE_PARTS = ("prompt", "chosen", "rejected", "completion")
+
+
+def _conversations(example: Example) -> list[str]:
+    """The keys of an example that hold turns: the preference parts when present, else messages."""
+    parts = [k for k in PREFERENCE_PARTS if k in example]
+    return parts or (["messages"] if "messages" in example else [])
+
+
 def texts_of(example: Example) -> list[str]:
-    """The string contents of an example (every turn's content, or the text)."""
-    if "messages" in example:
-        return [m["content"] for m in example["messages"] if isinstance(m.get("content"), str)]
+    """The string contents of an example (every turn's content, rejected answers included, or the text)."""
+    keys = _conversations(example)
+    if keys:
+        return [m["content"] for k in keys for m in example[k] if isinstance(m.get("content"), str)]
     return [example.get("text") or ""]
 
 
 def content_key(example: Example) -> bytes:
-    """A digest of what an example says (messages or text, not meta): equal digests are exact duplicates."""
-    body = example["messages"] if "messages" in example else example.get("text")
+    """A digest of what an example says (turns, label or text, not meta): equal digests are exact duplicates."""
+    keys = _conversations(example)
+    if keys == ["messages"]:
+        body = example["messages"]
+    elif keys:
+        body = [example[k] for k in keys] + [example.get("label")]
+    else:
+        body = example.get("text")
     return hashlib.blake2b(json.dumps(body, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
 
 
@@ -54,10 +71,14 @@ def _text_fixer(clean: CleanConfig) -> Callable[[str], str] | None:
 
 
 def _apply(example: dict, fix: Callable[[str], str]) -> dict:
-    if "messages" in example:
-        turns = [{**m, "content": fix(m["content"])} if isinstance(m.get("content"), str) else m for m in example["messages"]]
-        return {**example, "messages": turns}
+    keys = [k for k in ("messages", *PREFERENCE_PARTS) if k in example]
+    if keys:
+        return {**example, **{k: [_fix_turn(m, fix) for m in example[k]] for k in keys}}
     return {**example, "text": fix(example.get("text") or "")}
+
+
+def _fix_turn(turn: dict, fix: Callable[[str], str]) -> dict:
+    return {**turn, "content": fix(turn["content"])} if isinstance(turn.get("content"), str) else turn
 
 
 def _drop_patterns(clean: CleanConfig) -> list[re.Pattern]:

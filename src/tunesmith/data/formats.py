@@ -2,8 +2,9 @@
 
 Formats: messages (OpenAI/ChatML role+content, system and tool turns), sharegpt (from/value, with
 LLaMA-Factory's tag mapping), alpaca (instruction/input/output, optional system/history), prompt_completion
-(strings or message lists), text, and template (format strings over columns). `detect_format` explains its
-choice and refuses to guess between several.
+(strings or message lists), text, template (format strings over columns), and the preference shapes of
+data/preference.py (preference: chosen/rejected pairs; unpaired_preference: a completion with a boolean label).
+`detect_format` explains its choice and refuses to guess between several.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tunesmith.data import preference
 from tunesmith.data.example import Example
 from tunesmith.errors import DataError
 
@@ -34,9 +36,12 @@ FORMAT_KEYS = {
     "alpaca": ("instruction", "output", "input", "system", "history"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
+    "preference": ("chosen", "rejected", "prompt", "conversations", "messages", "instruction", "input", "system"),
+    "unpaired_preference": ("label", "messages", "conversations", "prompt", "completion", "instruction", "output", "system"),
 }
 REQUIRED_KEYS = {"messages": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
-                 "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+                 "prompt_completion": ("prompt", "completion"), "text": ("text",), "preference": ("chosen", "rejected"),
+                 "unpaired_preference": ("label",)}
 # Common aliases auto-detection accepts for prompt_completion (GSM8K: question/answer).
 PROMPT_ALIASES = (("prompt", "completion"), ("question", "answer"), ("prompt", "response"))
 
@@ -65,6 +70,9 @@ def rename_columns(row: dict, columns: dict[str, str]) -> dict:
 
 def candidate_formats(row: dict) -> list[tuple[str, str]]:
     """Every format this row could be, each with the reason ("sharegpt: key 'conversations' with from/value")."""
+    paired_or_labelled = preference.preference_candidate(row)
+    if paired_or_labelled:  # a conversation next to chosen/rejected (or a label) is a prompt, not SFT data
+        return [paired_or_labelled]
     found: list[tuple[str, str]] = []
     for key in ("messages", "conversations"):
         turns = row.get(key)
@@ -97,7 +105,8 @@ def detect_format(rows: list[dict], where: str = "data") -> tuple[str, str]:
     if not seen:
         raise DataError(
             f"{where}: cannot detect the format from the keys {keys}",
-            hint="set the source's format (messages, sharegpt, alpaca, prompt_completion, text, template) and columns",
+            hint="set the source's format (messages, sharegpt, alpaca, prompt_completion, text, template, preference, "
+            "unpaired_preference) and columns",
         )
     listed = "; ".join(f"{n} ({r})" for n, r in seen.items())
     raise DataError(f"{where}: ambiguous format, the rows fit several: {listed}", hint="set the source's format explicitly")
@@ -130,8 +139,15 @@ def to_internal(row: dict, spec: FormatSpec, fmt: str | None = None) -> Example:
         raise DataError(f"unknown format '{fmt}'")
     example = converter(renamed, spec)
     _require_content(example)
-    meta = {k: v for k, v in row.items() if not (k in ("messages", "conversations") and isinstance(v, list)) and k != "tools"}
+    consumed = preference.CONSUMED if fmt in preference.PREFERENCE_FORMATS else ()
+    meta = {
+        k: v
+        for k, v in row.items()
+        if k not in consumed and k != "tools" and not (k in ("messages", "conversations") and isinstance(v, list))
+    }
     example["meta"] = meta
+    if "prompt" in example and spec.system_prompt:
+        return preference.add_system_prompt(example, spec.system_prompt)
     if "messages" in example and spec.system_prompt and not any(m.get("role") == "system" for m in example["messages"]):
         example["messages"].insert(0, {"role": "system", "content": spec.system_prompt})
     return example
@@ -337,4 +353,6 @@ CONVERTERS = {
     "prompt_completion": _prompt_completion,
     "text": _text,
     "template": _template,
+    "preference": lambda row, spec: preference.convert_paired(row, spec),
+    "unpaired_preference": lambda row, spec: preference.convert_unpaired(row, spec),
 }

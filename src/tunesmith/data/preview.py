@@ -21,6 +21,8 @@ class Preview:
     warnings: list[str] = field(default_factory=list)
     tokens: int = 0
     loss_tokens: int = 0
+    part: str = ""  # preference examples: chosen / rejected, or desirable / undesirable (KTO)
+    number: int = 0  # which example (1-based); the two parts of a pair share it
 
 
 def end_of_turn_ids(tokenizer) -> set[int]:
@@ -64,7 +66,27 @@ def _warnings(tokenizer, example: dict, tokenized, full_length: int, max_length:
 
 
 def preview_examples(tokenizer, examples: list[dict], n: int = 3, loss_on: str = "assistant", max_length: int | None = None) -> list[Preview]:
-    return [preview_example(tokenizer, ex, loss_on, max_length) for ex in examples[:n]]
+    """Previews of the first n examples; a preference pair gives two (its prompt with chosen, then with rejected)."""
+    previews = []
+    for number, example in enumerate(examples[:n], 1):
+        for part, conversation in preference_views(example):
+            # a preference method scores the answer after the prompt: the last assistant turn
+            preview = preview_example(tokenizer, conversation, "last_assistant" if part else loss_on, max_length)
+            preview.part, preview.number = part, number
+            previews.append(preview)
+    return previews
+
+
+def preference_views(example: dict) -> list[tuple[str, dict]]:
+    """(part, conversation) to render: prompt + chosen and prompt + rejected for pairs, the one row otherwise.
+
+    The marked tokens of a preference example are those its method scores: the answer after the prompt.
+    """
+    if "rejected" in example:
+        return [(name, {"messages": example["prompt"] + example[name]}) for name in ("chosen", "rejected")]
+    if "label" in example:
+        return [("desirable" if example["label"] else "undesirable", {"messages": example["prompt"] + example["completion"]})]
+    return [("", example)]
 
 
 def as_brackets(preview: Preview) -> str:

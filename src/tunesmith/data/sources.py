@@ -18,8 +18,10 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 TOO_DEEP = "invalid JSON: nested too deeply to read"
 # Long documents in a CSV cell are legitimate; the csv module's default 128 KiB cell limit is not a data rule.
 csv.field_size_limit(2**31 - 1)
-LF_ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
-LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools"}
+# LLaMA-Factory column roles -> our column names (chosen/rejected: `ranking` sets; kto_tag: KTO's boolean label).
+LF_PREFERENCE = {"chosen": "chosen", "rejected": "rejected", "kto_tag": "label"}
+LF_ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history", **LF_PREFERENCE}
+LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools", **LF_PREFERENCE}
 
 
 @dataclass
@@ -85,10 +87,15 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
         raise DataError(f"{info_path}: no entry '{source.dataset}'", hint=f"{len(info)} entries, e.g. {', '.join(list(info)[:5])}")
     entry = info[source.dataset]
     columns = entry.get("columns", {})
+    layout = entry.get("formatting", "alpaca")  # how the columns are laid out, also for preference sets
     if spec.format == "auto":
-        is_pretrain = entry.get("formatting", "alpaca") == "alpaca" and set(columns) == {"prompt"}
-        spec.format = "text" if is_pretrain else entry.get("formatting", "alpaca")
-    mapping = {"text": {"prompt": "text"}, "sharegpt": LF_SHAREGPT}.get(spec.format, LF_ALPACA)
+        is_pretrain = layout == "alpaca" and set(columns) == {"prompt"}
+        spec.format = "text" if is_pretrain else layout
+        if entry.get("ranking"):
+            spec.format = "preference"
+        elif "kto_tag" in columns:
+            spec.format = "unpaired_preference"
+    mapping = {"text": {"prompt": "text"}, "sharegpt": LF_SHAREGPT}.get(spec.format if spec.format in ("text", "sharegpt") else layout, LF_ALPACA)
     renames = {mapping[k]: v for k, v in columns.items() if k in mapping}
     spec.columns = {**renames, **spec.columns}
     spec.tags = {k: v for k, v in entry.get("tags", {}).items()}
@@ -100,7 +107,7 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
     return hub
 
 
-CONFIG_SECTIONS = {"run", "model", "data", "method", "lora", "quantization", "train", "grpo", "eval", "export", "tracking"}
+CONFIG_SECTIONS = {"run", "model", "data", "method", "lora", "quantization", "train", "grpo", "preference", "eval", "export", "tracking"}
 
 
 def looks_like_config(path: Path) -> bool:

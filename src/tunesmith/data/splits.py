@@ -20,6 +20,7 @@ from tunesmith.config.schema import Config, SourceConfig, SplitConfig
 from tunesmith.data.clean import clean_examples
 from tunesmith.data.example import Example
 from tunesmith.data.formats import DETECT_ROWS, detect_format, require_no_nulls, to_internal
+from tunesmith.data.preference import method_problem
 from tunesmith.data.sources import read_rows, resolve_source
 from tunesmith.errors import DataError
 
@@ -163,9 +164,19 @@ def system_prompt_of(config: Config, base_dir: Path | None = None) -> str | None
     return config.data.system_prompt
 
 
+def check_method_fit(loaded: list[LoadedSource], method: str) -> None:
+    """Refuse sources whose rows the method would not train on (e.g. preference pairs under method sft)."""
+    for item in loaded:
+        message = method_problem(method, item.format)
+        if message:
+            raise DataError(f"{item.label}: {message}", hint=f"the format was detected as {item.reason}; `tunesmith data check CONFIG` explains")
+
+
 def prepare_splits(config: Config) -> dict[str, list[Example]]:
     """The train/val/test examples a run trains and evaluates on."""
-    splits = split_sources(load_sources(config), config)
+    loaded = load_sources(config)
+    check_method_fit(loaded, config.method)
+    splits = split_sources(loaded, config)
     if not splits["train"]:
         raise DataError("no training rows left after cleaning and splitting", hint="check data.clean and data.split")
     limits = config.data.split
