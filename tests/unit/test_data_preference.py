@@ -161,5 +161,5 @@ def test_preview_marks_chosen_and_rejected_answers(tiny_qwen2):
 
     previews = preview_target(str(FIXTURES / "trl.jsonl"), n=2, model=str(tiny_qwen2))
     assert [(p.number, p.part) for p in previews] == [(1, "chosen"), (1, "rejected"), (2, "chosen"), (2, "rejected")]
-    assert "[ blue.<|im_end|>]" in as_brackets(previews[0]) and "[ green.<|im_end|>]" in as_brackets(previews[1])
-    assert "[" not in as_brackets(previews[0]).split("assistant")[0]  # the prompt gets no loss
+    assert "[It is blue.<|im_end|>]" in as_brackets(previews[2]) and "[It is green.<|im_end|>]" in as_brackets(previews[3])
+    assert "[" not in as_brackets(previews[2]).split("assistant")[0]  # the prompt gets no loss

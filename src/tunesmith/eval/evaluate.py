@@ -17,9 +17,13 @@ from tunesmith.data.example import Example, example_meta
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.outputs import write_outputs
+from tunesmith.eval.preference import preference_scores
 from tunesmith.generate.generate import GenerationSettings, generate, load_for_generation
 from tunesmith.run_dir import RunDir, is_run_dir, read_jsonl
 from tunesmith.scoring.metrics import resolve_metric
+
+
+PREFERENCE_KEYS = ("prompt", "chosen", "rejected", "completion", "label")
 
 
 @dataclass
@@ -41,7 +45,8 @@ def read_examples(path: Path) -> list[Example]:
         if not row.get("messages") and not row.get("text"):
             raise DataError(f"{path}:{number}: a row needs 'messages' or 'text'")
         meta = row.get("meta") or {k: v for k, v in row.items() if k not in ("messages", "text")}
-        examples.append({**({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}), "meta": meta})
+        preference = {k: row[k] for k in PREFERENCE_KEYS if k in row}  # pairs / labelled rows of preference runs
+        examples.append({**({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}), **preference, "meta": meta})
     return examples
 
 
@@ -90,8 +95,10 @@ def decoding(config: Config) -> GenerationSettings:
 
 def score_model(model, tokenizer, items: list[EvalItem], config: Config, metric_names: Sequence[str]) -> tuple[dict[str, float], list[str]]:
     """Loss + generation metrics of one model; returns (scores, predictions)."""
-    scores = answer_loss(model, tokenizer, [it.example for it in items], config.data.loss_on, config.data.max_length, config.eval.batch_size)
+    examples = [it.example for it in items]
+    scores = answer_loss(model, tokenizer, examples, config.data.loss_on, config.data.max_length, config.eval.batch_size)
     scores.pop("loss_tokens", None)
+    scores.update(preference_scores(model, tokenizer, examples, config.data.max_length, config.eval.batch_size))
     generated = [it for it in items if it.prompt is not None]
     if not metric_names or not generated:
         return scores, []

@@ -21,6 +21,7 @@ LOWER_IS_BETTER = ("loss", "perplexity")
 CARD_LABELS = {
     "json_valid": "valid JSON", "json_field_intent": "intent accuracy", "json_match": "whole-JSON match",
     "exact_match": "exact match", "numeric_accuracy": "answer accuracy", "rougeL": "ROUGE-L",
+    "preference_accuracy": "preference accuracy",
 }
 
 
@@ -115,6 +116,8 @@ def training_section(history: list[dict]) -> dict:
     return {
         "loss_chart": plots.line_chart({"train": train_loss, "val": val_loss}, "step", "loss"),
         "reward_chart": reward_chart(history),
+        "preference_chart": preference_chart(history),
+        "accuracy_chart": accuracy_chart(history),
         "lr_chart": plots.line_chart({"lr": _series(history, "lr", "learning_rate")}, "step", "learning rate", plots.SMALL),
         "speed_chart": plots.line_chart({"speed": speed}, "step", "tokens / s", plots.SMALL),
         "steps": int(max((p[0] for p in train_loss + val_loss), default=0)),
@@ -127,6 +130,21 @@ def reward_chart(history: list[dict]) -> str | None:
     series = {"total": _series(history, "reward")} | {name: _series(history, f"rewards/{name}/mean") for name in names}
     series = {name: points for name, points in series.items() if points}
     return plots.line_chart(series, "step", "mean reward") if series else None
+
+
+def preference_chart(history: list[dict]) -> str | None:
+    """DPO/ORPO/KTO/SimPO runs: implicit rewards of chosen and rejected answers, their margin, and KL (KTO)."""
+    series = {name: _series(history, f"rewards/{name}") for name in ("chosen", "rejected", "margins")}
+    series["kl"] = _series(history, "kl")
+    series = {name: points for name, points in series.items() if points}
+    return plots.line_chart(series, "step", "reward", plots.SMALL) if series else None
+
+
+def accuracy_chart(history: list[dict]) -> str | None:
+    """Preference runs: the share of pairs whose chosen answer gets the higher reward (train, and val when evaluated)."""
+    series = {"train": _series(history, "rewards/accuracies"), "val": _series(history, "eval_rewards/accuracies")}
+    series = {name: points for name, points in series.items() if points}
+    return plots.line_chart(series, "step", "preference accuracy", plots.SMALL) if series else None
 
 
 def summary_cards(history: list[dict], evaluation: dict | None) -> list[dict]:
@@ -149,7 +167,7 @@ def _headline_metrics(evaluation: dict | None) -> list[tuple[str, dict]]:
     if not evaluation:
         return []
     metrics = evaluation.get("metrics", {})
-    preferred = ["json_valid", "json_field_intent", "json_match", "exact_match", "numeric_accuracy", "rougeL"]
+    preferred = ["preference_accuracy", "json_valid", "json_field_intent", "json_match", "exact_match", "numeric_accuracy", "rougeL"]
     return [(name, metrics[name]) for name in preferred if name in metrics][:3]
 
 

@@ -19,6 +19,10 @@ __all__ = ["METHODS", "TrainResult", "method_for", "train"]
 METHODS: dict[str, str] = {
     "sft": "tunesmith.train.sft",
     "grpo": "tunesmith.train.grpo",
+    "dpo": "tunesmith.train.preference",
+    "orpo": "tunesmith.train.preference",
+    "kto": "tunesmith.train.preference",
+    "simpo": "tunesmith.train.preference",
 }
 
 

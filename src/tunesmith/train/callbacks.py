@@ -37,8 +37,9 @@ def truncate_metrics(run: RunDir, last_step: int) -> None:
 class MetricsCallback(TrainerCallback):
     """Append one JSON row per log to metrics.jsonl: step, epoch, loss, lr, grad_norm, tokens/s, eval loss, perplexity."""
 
-    def __init__(self, run: RunDir):
+    def __init__(self, run: RunDir, extra_prefixes: tuple[str, ...] = ()):
         self.run = run
+        self.extra_prefixes = extra_prefixes + tuple(f"eval_{p}" for p in extra_prefixes)  # a method's own log keys
         self.step_started = 0.0
         self.train_seconds = 0.0  # time inside training steps only (evaluation and saving excluded)
         self.last_tokens = 0
@@ -57,6 +58,7 @@ class MetricsCallback(TrainerCallback):
         logs = logs or {}
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         row.update({out: logs[key] for key, out in METRIC_KEYS.items() if key in logs})
+        row.update({key: value for key, value in logs.items() if self.extra_prefixes and key.startswith(self.extra_prefixes)})
         if "loss" in logs:
             row["tokens_per_s"] = self._tokens_per_s(state)
             row["tokens"] = state.num_input_tokens_seen

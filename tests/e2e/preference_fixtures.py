@@ -1,0 +1,64 @@
+"""A synthetic preference set a tiny model can learn, and configs that train on it.
+
+Each prompt names one colour between two noise words; the chosen answer repeats that colour, the rejected answer
+names another colour. Before training a random model has no reason to prefer either (held-out preference
+accuracy about 0.5: each colour is chosen as often as it is rejected); the rule "copy the colour of the
+prompt" is learnable by attention.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+COLOURS = ["red", "blue", "green", "black"]
+NOISE = "apple river stone cloud seven quick table music light paper north".split()
+
+
+def preference_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) triples."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        colour = rng.choice(COLOURS)
+        other = rng.choice([c for c in COLOURS if c != colour])
+        words = rng.sample(NOISE, 2)
+        pairs.append((f"Which colour: {words[0]} {colour} {words[1]}?", f"{colour} {colour}", f"{other} {other}"))
+    return pairs
+
+
+def write_pairs(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """TRL's conversational preference rows: prompt / chosen / rejected as message lists."""
+    with path.open("w") as f:
+        for prompt, chosen, rejected in preference_pairs(n, seed):
+            f.write(json.dumps({"prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": chosen}],
+                                "rejected": [{"role": "assistant", "content": rejected}]}) + "\n")
+    return path
+
+
+def write_unpaired(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """The same pairs as KTO rows (LLaMA-Factory kto_en_demo shape: messages + boolean label), one per answer."""
+    with path.open("w") as f:
+        for prompt, chosen, rejected in preference_pairs(n, seed):
+            for answer, label in ((chosen, True), (rejected, False)):
+                messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+                f.write(json.dumps({"messages": messages, "label": label}) + "\n")
+    return path
+
+
+def preference_config(tmp_path: Path, method: str, data: Path, name: str | None = None, **train) -> dict:
+    """A config on a tiny local model (vocabulary built from the pairs), test split held out for eval."""
+    settings = {"mode": "lora", "batch_size": 8, "grad_accum": 1, "max_steps": 60, "learning_rate": 1e-2, "lr_scheduler": "constant",
+                "warmup_ratio": 0.0, "logging_steps": 5, "save_steps": 1000, **train}
+    return {
+        "run": {"name": name or method, "output_dir": str(tmp_path / "runs"), "seed": 0},
+        "model": {"name_or_path": "tiny:qwen2", "tiny": {"layers": 2, "hidden": 64, "heads": 4, "vocab_size": 400}},
+        "data": {"sources": [{"path": str(data)}], "split": {"val": 0.0, "test": 0.2}, "max_length": 64},
+        "method": method,
+        "preference": {"beta": 0.5} if method in ("dpo", "kto") else {},
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+        "train": settings,
+        "eval": {"metrics": ["loss", "exact_match"], "max_new_tokens": 4, "compare_base": True},
+        "tracking": {"report_to": ["none"]},
+    }
