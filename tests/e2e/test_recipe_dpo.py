@@ -61,3 +61,7 @@ def test_dpo_after_sft_twin(tmp_path, monkeypatch, capsys):
     assert {"base", "tuned", "delta"} <= set(metrics["preference_accuracy"]) and "preference_margin" in metrics
     cli("report", dpo.root)
     assert 'id="accuracy-chart"' in dpo.report.read_text()
+    cli("generate", dpo.root, "--prompt", "Explain idea 3 in one sentence.", "--max-new-tokens", "6")
+    pytest.importorskip("llama_cpp")
+    cli("export", dpo.root, "--gguf", "f16")  # merges the DPO adapter over the SFT one's base, parity-checked in llama.cpp
+    assert (dpo.export / "merged" / "config.json").exists() and list(dpo.export.glob("*f16.gguf"))

@@ -10,7 +10,7 @@ The reference model, for DPO and KTO only:
   over the data before training and keeps only the log-probs.
 ORPO and SimPO need no reference model at all.
 TRL logs rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (and kl for KTO); they go to
-metrics.jsonl next to the loss.
+metrics.jsonl next to the loss. DPO batches are padding-free (train/preference_batching.py).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def run_preference(config: Config, smoke: bool = False, resume: bool = False) ->
     load_policy(ctx)
     trainer = build_trainer(ctx, train_rows, val_rows)
     output = run_trainer(trainer, ctx)
+    drop_reference_adapter(trainer.model)
     save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
     result = _result(ctx, trainer, time.perf_counter() - started)
     result.train_seconds = output.metrics.get("train_runtime")
@@ -102,6 +103,7 @@ def build_trainer(ctx, train_rows: list[dict], val_rows: list[dict]):
     from transformers import PrinterCallback
 
     from tunesmith.train.common import check_launch, common_training_kwargs
+    from tunesmith.train.setup import write_manifest
 
     trainer_class, config_class = trainer_classes(ctx.config.method)
     kwargs = common_training_kwargs(ctx, has_val=bool(val_rows))
@@ -114,7 +116,18 @@ def build_trainer(ctx, train_rows: list[dict], val_rows: list[dict]):
         processing_class=ctx.tokenizer, callbacks=preference_callbacks(ctx), **extra,
     )
     trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace printed dicts
+    write_manifest(ctx, batching=use_batching(ctx, trainer))
     return trainer
+
+
+def use_batching(ctx, trainer) -> str:
+    """DPO: padding-free preference batches (train/preference_batching.py) unless train.batching is padded.
+    The other trainers keep TRL's padded batches."""
+    from tunesmith.train.preference_batching import use_flat_batches
+
+    if ctx.config.method != "dpo" or ctx.config.train.batching == "padded":
+        return "padded"
+    return "padding_free, per-sequence attention" if use_flat_batches(trainer) else "padding_free"
 
 
 def reference_kind(config: Config) -> str:
@@ -171,6 +184,12 @@ class CountsRealTokens:
                 int(v.sum()) for k, v in inputs.items() if k.endswith("attention_mask") and not k.startswith("KL_")
             )
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+def drop_reference_adapter(model) -> None:
+    """Remove the frozen "ref" adapter TRL adds next to a continued adapter, so final/ holds only the trained one."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
 
 
 def peak_rss_mib() -> float:
