@@ -20,7 +20,7 @@ from tests.conftest import REPO
 from tests.e2e.preference_fixtures import preference_config, preference_data, preference_pairs, write_pairs
 from tunesmith.config.load import load_config
 from tunesmith.eval.run import evaluate
-from tunesmith.train.run_dir import RunDir
+from tunesmith.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 # this checkout's sources first, whatever the working directory of the subprocess
@@ -32,6 +32,14 @@ def _train(config: dict):
     from tunesmith.train.api import train
 
     return train(load_config(data=config))
+
+
+def _built_trainer(config: dict):
+    """The method's trainer as `tunesmith train` builds it, before training."""
+    from tunesmith.train.api import method_for
+
+    method = method_for(config["method"])
+    return method.build_trainer(method.prepare(load_config(data=config), resume=False))
 
 
 def _accuracy(run_dir) -> tuple[float, float]:
@@ -49,7 +57,7 @@ def test_dpo_learns_the_preference(tmp_path, monkeypatch):
     run = RunDir.of(result.run_dir)
     last = [r for r in run.read_metrics() if "loss" in r][-1]
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(last)
-    assert run.read_manifest()["reference"] == "the base (adapter disabled)"
+    assert run.read_manifest().reference == "the base (adapter disabled)"
 
 
 def test_kto_learns_from_unpaired_rows(tmp_path, monkeypatch):
@@ -89,34 +97,24 @@ def test_orpo_and_simpo_need_no_reference_and_less_memory_than_dpo(tmp_path):
         proc = _cli_train(config, tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         manifest = RunDir.of(tmp_path / "runs" / method).read_manifest()
-        peaks[method] = manifest["peak_rss_mib"]
-        assert manifest["reference"] == ("a second copy of the base" if method == "dpo" else "none")
+        peaks[method] = manifest.peak_rss_mib
+        assert manifest.reference == ("a second copy of the base" if method == "dpo" else "none")
     print("peak RSS MiB (full fine-tune, tiny 4x512 model): " + ", ".join(f"{m} {v:.0f}" for m, v in peaks.items()))
     assert peaks["orpo"] < peaks["dpo"] and peaks["simpo"] < peaks["dpo"]
 
 
 def test_trainers_without_reference_have_none(tmp_path, monkeypatch):
     """ORPO and SimPO trainers hold no reference model; DPO with LoRA holds none either (adapter switched off)."""
-    from tunesmith.train import preference
-    from tunesmith.train.grpo import load_policy
-    from tunesmith.train.setup import prepare_run
-
     monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
     data = _pairs(tmp_path, 32)
     for method in ("orpo", "simpo", "dpo"):
-        ctx = prepare_run(load_config(data=preference_config(tmp_path, method, data)))
-        load_policy(ctx)
-        trainer = preference.build_trainer(ctx, preference.trl_rows(ctx.splits["train"], method), [])
+        trainer = _built_trainer(preference_config(tmp_path, method, data))
         assert getattr(trainer, "ref_model", None) is None, method
 
 
 def test_dpo_starts_from_the_sft_runs_adapter(tmp_path, monkeypatch):
     """train.init_from: the policy's adapter and TRL's frozen reference adapter both equal the SFT run's final adapter."""
     import torch
-
-    from tunesmith.train import preference
-    from tunesmith.train.grpo import load_policy
-    from tunesmith.train.setup import prepare_run
 
     monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
     pairs = _pairs(tmp_path, 64)
@@ -126,9 +124,7 @@ def test_dpo_starts_from_the_sft_runs_adapter(tmp_path, monkeypatch):
     sft["eval"] = {"metrics": ["loss"]}
     sft_result = _train(sft)
     saved = load_file(str(sft_result.final_dir / "adapter_model.safetensors"))
-    ctx = prepare_run(load_config(data=preference_config(tmp_path, "dpo", pairs, init_from=str(sft_result.run_dir))))
-    load_policy(ctx)
-    trainer = preference.build_trainer(ctx, preference.trl_rows(ctx.splits["train"], "dpo"), [])
+    trainer = _built_trainer(preference_config(tmp_path, "dpo", pairs, init_from=str(sft_result.run_dir)))
     weights = dict(trainer.model.named_parameters())
     for key, value in saved.items():
         stem = key.replace(".weight", "")
@@ -162,7 +158,7 @@ def test_smoke_and_sigkill_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [r["step"] for r in run.read_metrics() if "loss" in r]
     assert steps == list(range(1, 13))  # no step lost or logged twice
-    assert len(run.read_manifest()["resumes"]) == 1
+    assert len(run.read_manifest().resumes) == 1
 
 
 def test_ddp_two_cpu_processes(tmp_path):
@@ -180,7 +176,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count("trained 4 steps") == 1
     run = RunDir.of(tmp_path / "runs" / "ddp")
-    train_rows = run.read_manifest()["data"]["train"]["rows"]
+    train_rows = run.read_manifest().data["train"]["rows"]
     rows = [r for r in run.read_metrics() if "loss" in r]
     # an epoch is ceil(rows / (4 pairs x 2 ranks)) steps under DDP; two unsynchronised copies would need twice as many
     assert rows[-1]["epoch"] == pytest.approx(4 / math.ceil(train_rows / 8), abs=1e-4)

@@ -53,8 +53,8 @@ def test_dpo_after_sft_twin(tmp_path, monkeypatch, capsys):
     assert "preference pairs (chosen/rejected), for method dpo" in capsys.readouterr().out
     dpo = smoke_train(EXAMPLES / "dpo-after-sft" / "dpo.yaml", tmp_path, *dpo_sets)
     manifest = dpo.read_manifest()
-    assert manifest["method"] == "dpo" and manifest["init_from"] == str(sft.root)
-    assert manifest["reference"] == "the starting adapter, frozen (init_from)"
+    assert manifest.method == "dpo" and manifest.init_from == str(sft.root)
+    assert manifest.reference == "the starting adapter, frozen (init_from)"
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(dpo.read_metrics()[-1])
     cli("eval", dpo.root, "--limit", "2")
     metrics = json.loads((dpo.eval / "metrics.json").read_text())["metrics"]

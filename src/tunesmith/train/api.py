@@ -19,10 +19,11 @@ __all__ = ["METHODS", "TrainResult", "method_for", "train"]
 METHODS: dict[str, str] = {
     "sft": "tunesmith.train.sft",
     "grpo": "tunesmith.train.grpo",
-    "dpo": "tunesmith.train.preference",
-    "orpo": "tunesmith.train.preference",
-    "kto": "tunesmith.train.preference",
-    "simpo": "tunesmith.train.preference",
+    # one module for the four preference methods on TRL: "module:Class" names the class
+    "dpo": "tunesmith.train.preference:DPOMethod",
+    "orpo": "tunesmith.train.preference:ORPOMethod",
+    "kto": "tunesmith.train.preference:KTOMethod",
+    "simpo": "tunesmith.train.preference:SimPOMethod",
 }
 
 
@@ -57,7 +58,8 @@ def method_for(name: str) -> TrainingMethod:
     """A fresh instance of the training method `name` (one per run)."""
     if name not in METHODS:
         raise ConfigError(f"method: unknown training method '{name}'", hint=f"choose from: {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name]).METHOD()
+    module, _, attribute = METHODS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or "METHOD")()
 
 
 def load(config_or_path: Config | str | Path, overrides: list[str] | None = None) -> Config:

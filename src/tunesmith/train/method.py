@@ -11,7 +11,8 @@ Adding a method NAME (e.g. dpo):
 1. `src/tunesmith/train/NAME.py` defines `class NAMEMethod(TrainingMethod)` with `name = "NAME"` and ends with
    `METHOD = NAMEMethod`. It may import torch / transformers / trl at its top: the module is imported only when
    that method trains (`tunesmith --help` stays free of torch).
-2. One line in `METHODS` (train/api.py): `"NAME": "tunesmith.train.NAME"`.
+2. One line in `METHODS` (train/api.py): `"NAME": "tunesmith.train.NAME"` (several methods sharing one module name
+   their classes as `"module:Class"`, e.g. dpo / orpo / kto / simpo in train/preference.py).
 3. `method: Literal[...]` in config/schema.py accepts NAME (a test checks it names exactly the table's methods),
    plus a config section for the method's own settings if it has any.
 

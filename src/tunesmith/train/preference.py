@@ -1,8 +1,9 @@
 """Preference training on TRL's trainers: DPO (DPOTrainer), KTO (KTOTrainer), ORPO (ORPOTrainer) and SimPO
 (CPOTrainer with loss_type "simpo").
 
-Setup -> train -> save, like SFT and GRPO: `prepare_run` makes the run directory and saves the splits; the
-policy is the base with new adapters, or train.init_from's run continued (its adapter trainable again).
+One method module for the four (train/method.py): the default `prepare` (run directory, splits, the policy:
+the base with new adapters, or train.init_from's run continued), `build_trainer` here, the default `train`,
+and `finish` saving only the trained adapter.
 The reference model, for DPO and KTO only:
 - LoRA / QLoRA: no second model. TRL computes reference log-probs through the same model, with the adapter
   disabled (new adapter: the base) or with a frozen copy of the starting adapter (init_from: the SFT run);
@@ -17,12 +18,20 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
 from importlib import import_module
 
+from datasets import Dataset
+from transformers import PrinterCallback
+
 from tunesmith.config.schema import Config
+from tunesmith.model.base import load_base_model
+from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import BestCallback, MetricsCallback, RichProgressCallback
+from tunesmith.train.common import check_launch, common_training_kwargs, standard_callbacks
+from tunesmith.train.method import TrainingMethod, base_result
+from tunesmith.train.preference_batching import use_flat_batches
 from tunesmith.train.result import TrainResult
+from tunesmith.train.setup import RunContext, write_manifest
 
 # method -> (module, trainer class, config class)
 TRAINERS = {
@@ -36,26 +45,40 @@ NEEDS_REFERENCE = ("dpo", "kto")
 PREFERENCE_LOG_PREFIXES = ("rewards/", "logps/", "kl", "nll_loss", "log_odds")
 
 
-def run_preference(config: Config, smoke: bool = False, resume: bool = False) -> TrainResult:
-    """Train with DPO / ORPO / KTO / SimPO as configured, into the config's run directory."""
-    from tunesmith.train.callbacks import save_model_atomically
-    from tunesmith.train.common import run_trainer
-    from tunesmith.train.grpo import load_policy
-    from tunesmith.train.setup import finish_run, prepare_run
+class PreferenceMethod(TrainingMethod):
+    """method: dpo | orpo | kto | simpo, each on its TRL trainer (the subclasses at the end name them)."""
 
-    started = time.perf_counter()
-    ctx = prepare_run(config, smoke=smoke, resume=resume, load=False)
-    train_rows, val_rows = (trl_rows(ctx.splits[s], config.method) for s in ("train", "val"))
-    load_policy(ctx)
-    trainer = build_trainer(ctx, train_rows, val_rows)
-    output = run_trainer(trainer, ctx)
-    drop_reference_adapter(trainer.model)
-    save_model_atomically(trainer.model, ctx.tokenizer, ctx.run.final)
-    result = _result(ctx, trainer, time.perf_counter() - started)
-    result.train_seconds = output.metrics.get("train_runtime")
-    finish_run(ctx, steps=result.steps, tokens=result.tokens, train_loss=result.train_loss, peak_rss_mib=peak_rss_mib(),
-               reference=reference_kind(config), preference=last_preference_metrics(ctx.run))
-    return result
+    def build_trainer(self, ctx: RunContext):
+        """The method's TRL trainer over our rows, with the shared run-directory callbacks."""
+        method = ctx.config.method
+        train_rows, val_rows = (trl_rows(ctx.splits[s], method) for s in ("train", "val"))
+        trainer_class, config_class = trainer_classes(method)
+        args = config_class(**common_training_kwargs(ctx, has_val=bool(val_rows)), **method_args(ctx.config))
+        check_launch(args)
+        extra = {"ref_model": reference_model(ctx)} if method in NEEDS_REFERENCE else {}
+        trainer = trainer_class(
+            model=ctx.model, args=args, train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+            processing_class=ctx.tokenizer, callbacks=preference_callbacks(ctx), **extra,
+        )
+        trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace printed dicts
+        write_manifest(ctx, batching=use_batching(ctx, trainer), reference=reference_kind(ctx.config))
+        return trainer
+
+    def finish(self, ctx: RunContext, trainer, output, seconds: float) -> TrainResult:
+        drop_reference_adapter(trainer.model)
+        return super().finish(ctx, trainer, output, seconds)
+
+    def result(self, ctx: RunContext, trainer, output, seconds: float) -> TrainResult:
+        result = base_result(ctx, trainer, seconds)
+        best = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BestCallback)), None)
+        result.best_val_loss = best.best if best else None
+        result.best_dir = ctx.run.best if ctx.run.best.exists() else None
+        result.train_seconds = output.metrics.get("train_runtime")
+        return result
+
+    def summary(self, result: TrainResult) -> dict:
+        return {**super().summary(result), "peak_rss_mib": peak_rss_mib(), "preference": last_preference_metrics(RunDir.of(result.run_dir))}
 
 
 def trl_rows(examples: list[dict], method: str) -> list[dict]:
@@ -97,34 +120,9 @@ def trainer_classes(method: str):
     return type(f"Tunesmith{trainer_name}", (CountsRealTokens, trainer), {}), getattr(loaded, config_name)
 
 
-def build_trainer(ctx, train_rows: list[dict], val_rows: list[dict]):
-    """The method's TRL trainer over our rows, with the shared run-directory callbacks."""
-    from datasets import Dataset
-    from transformers import PrinterCallback
-
-    from tunesmith.train.common import check_launch, common_training_kwargs
-    from tunesmith.train.setup import write_manifest
-
-    trainer_class, config_class = trainer_classes(ctx.config.method)
-    kwargs = common_training_kwargs(ctx, has_val=bool(val_rows))
-    args = config_class(**kwargs, **method_args(ctx.config))
-    check_launch(args)
-    extra = {"ref_model": reference_model(ctx)} if ctx.config.method in NEEDS_REFERENCE else {}
-    trainer = trainer_class(
-        model=ctx.model, args=args, train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        processing_class=ctx.tokenizer, callbacks=preference_callbacks(ctx), **extra,
-    )
-    trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace printed dicts
-    write_manifest(ctx, batching=use_batching(ctx, trainer))
-    return trainer
-
-
 def use_batching(ctx, trainer) -> str:
     """DPO: padding-free preference batches (train/preference_batching.py) unless train.batching is padded.
     The other trainers keep TRL's padded batches."""
-    from tunesmith.train.preference_batching import use_flat_batches
-
     if ctx.config.method != "dpo" or ctx.config.train.batching == "padded":
         return "padded"
     return "padding_free, per-sequence attention" if use_flat_batches(trainer) else "padding_free"
@@ -144,8 +142,6 @@ def reference_kind(config: Config) -> str:
 def reference_model(ctx):
     """A second base model for a full fine-tune's reference; None where TRL needs none (LoRA: the adapter is
     switched off or a frozen copy of it is used; precomputed log-probs)."""
-    from tunesmith.train.setup import load_base_model
-
     if ctx.config.train.mode != "full" or ctx.config.preference.precompute_reference:
         return None
     reference = load_base_model(ctx.config, ctx.base_model, ctx.plan)
@@ -155,7 +151,6 @@ def reference_model(ctx):
 
 def preference_callbacks(ctx) -> list:
     """The shared callbacks with a metrics.jsonl writer that keeps the preference numbers."""
-    from tunesmith.train.common import standard_callbacks
 
     metrics = MetricsCallback(ctx.run, extra_prefixes=PREFERENCE_LOG_PREFIXES)
     swap = {MetricsCallback: metrics, RichProgressCallback: PreferenceProgressCallback(metrics)}
@@ -206,12 +201,17 @@ def last_preference_metrics(run) -> dict:
     return out
 
 
-def _result(ctx, trainer, seconds: float) -> TrainResult:
-    losses = [row["loss"] for row in ctx.run.read_metrics() if "loss" in row]
-    best = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BestCallback)), None)
-    return TrainResult(
-        run_dir=ctx.run.root, final_dir=ctx.run.final, steps=trainer.state.global_step,
-        train_loss=losses[-1] if losses else None, best_val_loss=best.best if best else None,
-        tokens=int(trainer.state.num_input_tokens_seen), seconds=seconds,
-        best_dir=ctx.run.best if ctx.run.best.exists() else None, model=trainer.model,
-    )
+class DPOMethod(PreferenceMethod):
+    name = "dpo"
+
+
+class ORPOMethod(PreferenceMethod):
+    name = "orpo"
+
+
+class KTOMethod(PreferenceMethod):
+    name = "kto"
+
+
+class SimPOMethod(PreferenceMethod):
+    name = "simpo"
