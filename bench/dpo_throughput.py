@@ -65,7 +65,7 @@ def run_tunesmith(model_dir: Path, train_file: Path, work: Path, args) -> dict:
         "method": "dpo",
         "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
         "train": {"max_steps": args.steps, "batch_size": args.batch, "grad_accum": 1, "learning_rate": LEARNING_RATE,
-                  "logging_steps": 1, "save_steps": 10**6, "warmup_ratio": 0.0},
+                  "lr_scheduler": "linear", "logging_steps": 1, "save_steps": 10**6, "warmup_ratio": 0.0},
         "tracking": {"report_to": ["none"]},
     })
     result = train(config)
