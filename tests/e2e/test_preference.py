@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from tests.conftest import REPO
 from tests.e2e.preference_fixtures import preference_config, preference_data, preference_pairs, write_pairs
 from tunesmith.config.load import load_config
-from tunesmith.eval.run import evaluate
+from tunesmith.eval.evaluate import evaluate
 from tunesmith.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
@@ -110,6 +110,12 @@ def test_trainers_without_reference_have_none(tmp_path, monkeypatch):
     for method in ("orpo", "simpo", "dpo"):
         trainer = _built_trainer(preference_config(tmp_path, method, data))
         assert getattr(trainer, "ref_model", None) is None, method
+    # full fine-tune: a reference copy, unless the reference log-probs are computed once before training
+    full = preference_config(tmp_path, "dpo", data, mode="full")
+    assert _built_trainer(full).ref_model is not None
+    full["preference"]["precompute_reference"] = True
+    precomputed = _built_trainer(full)
+    assert precomputed.ref_model is None and precomputed.precompute_ref_logps
 
 
 def test_dpo_starts_from_the_sft_runs_adapter(tmp_path, monkeypatch):

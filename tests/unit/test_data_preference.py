@@ -12,7 +12,7 @@ from tests.conftest import REPO, shared_path
 from tunesmith.config.load import load_config
 from tunesmith.data.check import check_config, check_paths
 from tunesmith.data.clean import content_key, texts_of
-from tunesmith.data.pipeline import load_source, prepare_splits
+from tunesmith.data.splits import load_source, prepare_splits
 from tunesmith.errors import DataError
 
 FIXTURES = REPO / "tests" / "fixtures" / "data" / "preference"

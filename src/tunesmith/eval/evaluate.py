@@ -22,7 +22,6 @@ from tunesmith.generate.generate import GenerationSettings, generate, load_for_g
 from tunesmith.run_dir import RunDir, is_run_dir, read_jsonl
 from tunesmith.scoring.metrics import resolve_metric
 
-
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected", "completion", "label")
 
 

@@ -27,11 +27,11 @@ from tunesmith.config.schema import Config
 from tunesmith.model.base import load_base_model
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import BestCallback, MetricsCallback, RichProgressCallback
-from tunesmith.train.common import check_launch, common_training_kwargs, standard_callbacks
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.preference_batching import use_flat_batches
+from tunesmith.train.prepare import RunContext, write_manifest
 from tunesmith.train.result import TrainResult
-from tunesmith.train.setup import RunContext, write_manifest
+from tunesmith.train.trainer_setup import check_launch, common_training_kwargs, standard_callbacks
 
 # method -> (module, trainer class, config class)
 TRAINERS = {
@@ -73,7 +73,7 @@ class PreferenceMethod(TrainingMethod):
         result = base_result(ctx, trainer, seconds)
         best = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BestCallback)), None)
         result.best_val_loss = best.best if best else None
-        result.best_dir = ctx.run.best if ctx.run.best.exists() else None
+        result.best_dir = ctx.run_dir.best if ctx.run_dir.best.exists() else None
         result.train_seconds = output.metrics.get("train_runtime")
         return result
 
@@ -152,7 +152,7 @@ def reference_model(ctx):
 def preference_callbacks(ctx) -> list:
     """The shared callbacks with a metrics.jsonl writer that keeps the preference numbers."""
 
-    metrics = MetricsCallback(ctx.run, extra_prefixes=PREFERENCE_LOG_PREFIXES)
+    metrics = MetricsCallback(ctx.run_dir, extra_prefixes=PREFERENCE_LOG_PREFIXES)
     swap = {MetricsCallback: metrics, RichProgressCallback: PreferenceProgressCallback(metrics)}
     return [next((new for kind, new in swap.items() if isinstance(cb, kind)), cb) for cb in standard_callbacks(ctx)]
 
