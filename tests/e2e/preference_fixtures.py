@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 COLOURS = ["red", "blue", "green", "black"]
+ANSWER = "{0} {0}"  # the answer names the colour (twice)
 NOISE = "apple river stone cloud seven quick table music light paper north".split()
 
 
@@ -25,7 +26,7 @@ def preference_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
         other = rng.choice([c for c in COLOURS if c != colour])
         words = rng.sample(NOISE, 2)
         prompt = f"Which colour: {words[0]} {colour} {words[1]}?"
-        pairs.setdefault(prompt, (prompt, f"{colour} {colour}", f"{other} {other}"))
+        pairs.setdefault(prompt, (prompt, ANSWER.format(colour), ANSWER.format(other)))
     return list(pairs.values())
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO, shared_path
 from tunesmith.config.load import load_config
 from tunesmith.data.check import check_config, check_paths
-from tunesmith.data.clean import content_key, texts_of
+from tunesmith.data.clean import all_texts, content_key
 from tunesmith.data.splits import load_source, prepare_splits
 from tunesmith.errors import DataError
 
@@ -153,7 +153,7 @@ def test_cleaning_and_dedup_see_rejected_answers():
     a = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "x"}], "rejected": [{"role": "assistant", "content": "y"}]}
     b = {**a, "rejected": [{"role": "assistant", "content": "z"}]}
     assert content_key(a) != content_key(b)  # same prompt and chosen, other rejected: not a duplicate
-    assert texts_of(a) == ["q", "x", "y"]
+    assert all_texts(a) == ["q", "x", "y"]  # cleaning filters see the rejected answer too
 
 
 def test_preview_marks_chosen_and_rejected_answers(tiny_qwen2):

@@ -28,7 +28,15 @@ def _conversations(example: Example) -> list[str]:
 
 
 def texts_of(example: Example) -> list[str]:
-    """The string contents of an example (every turn's content, rejected answers included, or the text)."""
+    """The string contents an example trains on (every turn's content, or the text); for a preference pair
+    that is its prompt and chosen answer (`messages`), as the tiny tokenizer, preview and stats read it."""
+    if "messages" in example:
+        return [m["content"] for m in example["messages"] if isinstance(m.get("content"), str)]
+    return [example.get("text") or ""]
+
+
+def all_texts(example: Example) -> list[str]:
+    """Every string content of an example, rejected answers included (what cleaning filters on)."""
     keys = _conversations(example)
     if keys:
         return [m["content"] for k in keys for m in example[k] if isinstance(m.get("content"), str)]
@@ -100,7 +108,7 @@ def clean_examples(examples: Iterable[Example], clean: CleanConfig, seen: set[by
     for example in examples:
         if fix is not None:
             example = _apply(example, fix)
-        texts = texts_of(example)
+        texts = all_texts(example)
         chars = sum(len(t) for t in texts)
         if patterns and any(p.search(t) for p in patterns for t in texts):
             dropped["regex"] += 1
