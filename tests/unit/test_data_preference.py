@@ -163,3 +163,15 @@ def test_preview_marks_chosen_and_rejected_answers(tiny_qwen2):
     assert [(p.number, p.part) for p in previews] == [(1, "chosen"), (1, "rejected"), (2, "chosen"), (2, "rejected")]
     assert "[It is blue.<|im_end|>]" in as_brackets(previews[2]) and "[It is green.<|im_end|>]" in as_brackets(previews[3])
     assert "[" not in as_brackets(previews[2]).split("assistant")[0]  # the prompt gets no loss
+
+
+def test_eval_data_rows_get_the_system_prompt_in_their_scored_prompt():
+    from tunesmith.eval.evaluate import with_system
+
+    user, good = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}
+    row = {"prompt": [user], "chosen": [good], "rejected": [{"role": "assistant", "content": "go"}], "messages": [user, good]}
+    out = with_system(row, "Be kind.")
+    assert out["prompt"][0] == {"role": "system", "content": "Be kind."} and out["prompt"][1:] == [user]
+    assert out["messages"][0]["role"] == "system" and out["chosen"] == [good]
+    assert row["prompt"] == [user]  # the file's row itself is left as read
+    assert with_system(out, "Other.")["prompt"][0]["content"] == "Be kind."  # an own system turn is kept

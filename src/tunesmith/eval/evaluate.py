@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tunesmith.config.schema import Config
 from tunesmith.data.example import Example, example_meta
+from tunesmith.data.preference import add_system_prompt
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.outputs import write_outputs
@@ -50,7 +51,12 @@ def read_examples(path: Path) -> list[Example]:
 
 
 def with_system(example: Example, system: str) -> Example:
-    """The example with `system` as its first turn when it is a conversation without a system turn."""
+    """The example with `system` as its first turn when it is a conversation without a system turn.
+
+    A preference row gets it in its prompt too: its preference accuracy and margin score prompt + answer.
+    """
+    if isinstance(example.get("prompt"), list) and example.get("messages"):
+        return add_system_prompt(dict(example), system)
     messages = example.get("messages")
     if not messages or messages[0].get("role") == "system":
         return example
