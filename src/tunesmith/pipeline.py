@@ -126,9 +126,8 @@ def print_summary(result: PipelineResult, echo=print) -> None:
     export = result.export
     if export is not None:
         for gguf_type, path in getattr(export, "gguf_files", {}).items():
-            parity = getattr(export, "parity", {}).get(gguf_type, {})
-            rate = parity.get("match_rate")
-            proof = f" (parity with HF: {rate:.0%} of prompts identical)" if rate is not None else ""
+            report = getattr(export, "parity", {}).get(gguf_type)
+            proof = f" (parity with HF: {report.verdict}, {report.measured['greedy_match_rate']:.0%} of prompts identical)" if report else ""
             echo(f"gguf {gguf_type}: {path}{proof}")
         for command in getattr(export, "ollama_commands", []):
             echo(f"  {command}")

@@ -46,12 +46,12 @@ def check_f16_and_q8(run_dir: Path, arch: str, capsys) -> dict:
     out = capsys.readouterr().out
     formats = parity(run_dir)
     f16 = formats["f16"]
-    assert f16["match_rate"] == 1.0 and f16["tokenization_match_rate"] == 1.0
-    assert all(p["equal"] and p["first_divergence"] is None for p in f16["prompts"]) and len(f16["prompts"]) >= 2  # test split: 2 rows
-    assert f16["max_logit_diff"] < 5e-3
-    assert 0.0 <= formats["q8_0"]["match_rate"] <= 1.0 and formats["q8_0"]["max_logit_diff"] < 0.1
+    assert f16["verdict"] == "passed" and f16["measured"]["tokenization_match_rate"] == 1.0
+    assert all(p["first_divergence"] is None for p in f16["prompts"]) and len(f16["prompts"]) >= 2  # test split: 2 rows
+    assert f16["measured"]["max_logit_diff"] < f16["bounds"]["max_logit_diff"] == 5e-2
+    assert formats["q8_0"]["verdict"] == "passed" and formats["q8_0"]["bounds"]["max_logit_diff"] == 1.0
     assert gguf_arch(run_dir / "export" / "t-f16.gguf") == arch
-    assert "ollama create t -f" in out and "ollama run t" in out and "parity f16: 100% of prompts identical" in out
+    assert "ollama create t -f" in out and "ollama run t" in out and "parity f16: PASSED (f16)" in out
     return formats
 
 
@@ -77,9 +77,10 @@ def test_stories260k_sentencepiece_round_trips(tmp_path, capsys):
     assert main(["export", str(run_dir), "--gguf", "f16"]) == 0, capsys.readouterr().err
     f16 = parity(run_dir)["f16"]
     # the pretrained model after a few high-lr steps can hit exact near-ties (HF top-2 margin ~3e-5) that f16
-    # rounding flips; those are reported, everything else must be identical
-    assert all(p["equal"] or p["near_tie"] for p in f16["prompts"]) and f16["tokenization_match_rate"] == 1.0
-    assert f16["max_logit_diff"] < 0.05
+    # rounding flips; only those (margin under the fixed near-tie margin) are excused
+    margin = f16["bounds"]["near_tie_margin"]
+    assert all(d["hf_margin"] < margin for p in f16["prompts"] for d in p["divergences"])
+    assert f16["verdict"] == "passed" and f16["measured"]["tokenization_match_rate"] == 1.0
     assert gguf_arch(run_dir / "export" / "t-f16.gguf") == "llama"
     modelfile = (run_dir / "export" / "Modelfile").read_text()
     assert 'PARAMETER stop "</s>"' in modelfile and "Assistant:" in modelfile
@@ -100,14 +101,56 @@ def test_exporting_twice_gives_identical_files(tiny_qwen2, tmp_path):
     assert {"merged/model.safetensors", "run-f16.gguf", "run-q8_0.gguf", "Modelfile", "parity.json"} <= set(before)
 
 
+<<<<<<< HEAD
 def test_tiny_k_quant_reports_what_llama_cpp_wrote(tiny_llama, tmp_path):
     from tunesmith.export.export_run import export_run
+=======
+@pytest.fixture(scope="module")
+def k_quant_run(tmp_path_factory) -> Path:
+    """A LoRA run on a tiny Llama whose rows (hidden 256, ffn 512) are whole 256-value blocks: k-quants apply."""
+    from tunesmith.model.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("kquant")
+    base = build_tiny_model("llama", root / "base", hidden=256, heads=4, seed=1)
+    return make_lora_run(base, root / "run", chat_template="chatml")
+
+
+def test_q4_k_m_writes_the_k_quant_mix_and_passes_parity(k_quant_run):
+    from tunesmith.export.quantize import tensor_type_problems
+    from tunesmith.export.export_run import export_run
+
+    result = export_run(k_quant_run, gguf_types=["q4_k_m", "q8_0"])
+    types = result.tensor_types["q4_k_m"]
+    # llama.cpp's Q4_K_M: Q4_K for most matrices, Q6_K for the (tied) output and layer 0's attn_v / ffn_down
+    assert set(types) == {"F32", "Q4_K", "Q6_K"} and types["Q6_K"] == 3 and types["Q4_K"] == 12, types
+    assert result.tensor_types["q8_0"] == {"F32": 5, "Q8_0": 15}
+    assert tensor_type_problems(result.gguf_files["q4_k_m"], "q4_k_m") == []
+    assert tensor_type_problems(result.gguf_files["q4_k_m"], "q4_0") != []  # the read-back tells the types apart
+    q4 = result.parity["q4_k_m"]
+    assert q4.passed and q4.gguf_type == "q4_k_m" and q4.bounds["min_top1_agreement"] == 0.8
+    assert result.parity["q8_0"].passed and result.parity["q8_0"].gguf_type == "q8_0"
+
+
+def test_q4_k_m_quantized_as_q4_0_is_caught(k_quant_run, monkeypatch, tmp_path):
+    from tunesmith.errors import ExportError
+    from tunesmith.export import quantize
+    from tunesmith.export.export_run import export_run
+
+    monkeypatch.setitem(quantize.FTYPES, "q4_k_m", "LLAMA_FTYPE_MOSTLY_Q4_0")  # the planted mapping bug
+    with pytest.raises(ExportError, match=r"quantization read-back: run-q4_k_m.gguf was asked to be q4_k_m") as err:
+        export_run(k_quant_run, gguf_types=["q4_k_m"], out_dir=tmp_path / "out")
+    assert "general.file_type is MOSTLY_Q4_0, not MOSTLY_Q4_K_M" in str(err.value)
+    assert "expected Q4_K or Q6_K" in str(err.value)
+
+
+def test_tiny_k_quant_falls_back_where_rows_are_not_whole_blocks(tiny_llama, tmp_path):
+    from tunesmith.export.export_run import export_run
+>>>>>>> 29090ee (Parity verdict with absolute per-type bounds, tunesmith verify RUN_OR_MODEL FILE.gguf for any GGUF, quantization read-back)
 
     result = export_run(make_lora_run(tiny_llama, tmp_path / "run", chat_template="chatml"), gguf_types=["q4_k_m"])
-    types = result.tensor_types["q4_k_m"]
-    # hidden 64 is not a multiple of 256, so llama.cpp falls back from k-quants for every matrix
-    assert "Q4_K" not in types and sum(types.values()) == 20
-    assert 0.0 <= result.parity["q4_k_m"]["match_rate"] <= 1.0
+    # hidden 64 is not a multiple of 256: llama.cpp writes Q4_K's fallback Q5_0, and Q6_K's fallback Q8_0 for
+    # the tied output and layer 0's attn_v / ffn_down; the read-back accepts exactly these fallbacks
+    assert result.tensor_types["q4_k_m"] == {"F32": 5, "Q5_0": 12, "Q8_0": 3}
 
 
 def test_llama3_rope_scaling_exports_rope_freqs_with_parity(tmp_path):
@@ -129,4 +172,4 @@ def test_llama3_rope_scaling_exports_rope_freqs_with_parity(tmp_path):
     factors = tensors["rope_freqs.weight"].data
     assert factors.min() == pytest.approx(1.0) and factors.max() == pytest.approx(8.0) and len(set(factors.round(4))) > 2
     # without rope_freqs llama.cpp drifts ~4e-3 from HF at step 0 (measured); with it the usual f16 ~3e-4
-    assert result.parity["f16"]["match_rate"] == 1.0 and result.parity["f16"]["max_logit_diff"] < 1e-3
+    assert result.parity["f16"].passed and result.parity["f16"].measured["max_logit_diff"] < 1e-3

@@ -31,7 +31,7 @@ def test_quickstart_end_to_end(tmp_path):
     assert metrics["json_valid"]["base"] == 0.0 and metrics["json_valid"]["tuned"] > 0.5  # visibly improves
     assert re.search(r"json_valid\s+0\.000 -> \d\.\d{3}", out)
     assert (run / "report.html").exists() and "report: runs/quickstart/report.html" in out
-    parity = json.loads((run / "export" / "parity.json").read_text())["formats"]
-    assert parity["f16"]["match_rate"] == 1.0
-    assert "gguf f16: runs/quickstart/export/quickstart-f16.gguf (parity with HF: 100% of prompts identical)" in out
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    assert parity["verdict"] == "passed" and parity["formats"]["f16"]["measured"]["greedy_match_rate"] == 1.0
+    assert "gguf f16: runs/quickstart/export/quickstart-f16.gguf (parity with HF: passed, 100% of prompts identical)" in out
     assert "ollama create quickstart -f runs/quickstart/export/Modelfile" in out

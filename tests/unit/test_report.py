@@ -38,9 +38,12 @@ def make_report_run(root, with_export: bool = True) -> RunDir:
     write_jsonl(run.eval / "outputs.jsonl", outputs)
     if with_export:
         run.export.mkdir()
-        formats = {t: {"gguf_type": t, "file": f"model-{t}.gguf", "match_rate": rate, "max_logit_diff": diff, "tokenization_match_rate": 1.0, "prompts": []}
-                   for t, rate, diff in (("f16", 1.0, 2e-4), ("q8_0", 0.8, 5e-3))}
-        (run.export / "parity.json").write_text(json.dumps({"prompts": 5, "tokens": 32, "formats": formats}))
+        formats = {
+            t: {"gguf_type": t, "file": f"model-{t}.gguf", "verdict": verdict, "bounds": {"max_logit_diff": bound},
+                "measured": {"greedy_match_rate": rate, "max_logit_diff": diff, "tokenization_match_rate": 1.0}, "prompts": []}
+            for t, verdict, rate, diff, bound in (("f16", "passed", 1.0, 2e-4, 1e-2), ("q8_0", "failed", 0.8, 0.5, 0.1))
+        }
+        (run.export / "parity.json").write_text(json.dumps({"verdict": "failed", "prompts": 5, "tokens": 32, "formats": formats}))
         (run.export / "model-q8_0.gguf").write_bytes(b"\0" * 2048)
     return run
 
@@ -57,7 +60,8 @@ def test_report_has_every_section_and_is_self_contained(tmp_path):
     assert html.count("<td class=\"out\">prompt ") == 10  # ten samples, not twelve
     assert "&lt;b&gt;raw&lt;/b&gt;" in html and "<b>raw</b>" not in html  # model output is escaped
     assert 'id="parity-table"' in html and "model-q8_0.gguf" in html and "2.0 KiB" in html
-    assert "<td>q8_0</td><td class=\"num worse\">80%</td>" in html and "not every format matches exactly" in html
+    assert "<td>q8_0</td><td class=\"num worse\">80%</td><td class=\"num\">0.5 (bound 0.1)</td>" in html
+    assert "parity FAILED" in html and "parity passed" not in html
     assert "intent-demo" in html and "valid JSON" in html
 
 

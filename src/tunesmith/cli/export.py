@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir.require_finished()
     config = run_dir.config().export
     merged = config.merged if args.merged is None else args.merged
+    skipped_by = "--no-verify" if args.no_verify else "config export.verify: false"
     result = export_run(
         run_dir.root, gguf_types=args.gguf, out_dir=args.out, verify=config.verify and not args.no_verify, merged=merged,
-        adapter_gguf=args.adapter_gguf, checkpoint=args.checkpoint,
+        adapter_gguf=args.adapter_gguf, checkpoint=args.checkpoint, skipped_by=skipped_by,
     )
     _print(result)
     return 0
@@ -48,17 +49,17 @@ def _print(result) -> None:
     for gguf_type, path in result.gguf_files.items():
         types = ", ".join(f"{n} {k}" for k, n in result.tensor_types.get(gguf_type, {}).items())
         print(f"gguf {gguf_type}: {path}  (tensors: {types})")
-    for gguf_type, summary in result.parity.items():
-        print(
-            f"parity {gguf_type}: {summary['match_rate']:.0%} of prompts identical, "
-            f"step-0 max logit diff {summary['max_logit_diff']:.2e}, tokenization {summary['tokenization_match_rate']:.0%}"
-        )
+    from tunesmith.export.verify import summary_line
+
+    for gguf_type, report in result.parity.items():
+        print(summary_line(gguf_type, report))
     for role, path in result.adapter_files.items():
         print(f"adapter gguf {role}: {path}")
     if result.converter:
         print(f"converted by: {result.converter}")
     if result.parity_file:
-        print(f"parity report: {result.parity_file}")
+        note = "" if result.parity else "  (parity NOT checked: --no-verify / export.verify: false)"
+        print(f"parity report: {result.parity_file}{note}")
     if result.modelfile:
         note = "" if result.template_exact else f"  (TEMPLATE approximated: {'; '.join(result.template_notes)})"
         print(f"Modelfile: {result.modelfile}  (chat template: {result.template_family}){note}")

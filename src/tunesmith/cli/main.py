@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Evaluate a run on its test split, base vs tuned."),
     "report": ("report", "Write a self-contained HTML report of a run."),
     "export": ("export", "Merge, convert to GGUF, quantize, write an Ollama Modelfile, verify parity."),
+    "verify": ("verify", "Prove a GGUF (from any tool) answers like a run's or a model folder's HF weights."),
     "rewards": ("rewards", "Try GRPO reward functions before training."),
 }
 

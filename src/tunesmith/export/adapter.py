@@ -15,6 +15,7 @@ from tunesmith.export.converter import convert_adapter
 from tunesmith.export.gguf import convert_to_gguf
 from tunesmith.export.merge import save_model_folder, sentencepiece_file
 from tunesmith.export.ollama import modelfile
+from tunesmith.export.quantize import require_tensor_types
 from tunesmith.model.from_run import is_adapter, load_base
 
 
@@ -30,6 +31,7 @@ def write_adapter_gguf(result, run, config, tmp: Path) -> None:
     del model
     name = config.run.name
     base = convert_to_gguf(base_dir, result.out_dir / f"{name}-base-f16.gguf", "f16", f"{name}-base")
+    require_tensor_types(base, "f16")
     lora = convert_adapter(run.final, base_dir, result.out_dir / f"{name}-lora-f16.gguf", "f16")
     result.adapter_files = {"base": base, "lora": lora}
 

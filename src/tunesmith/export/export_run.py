@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,12 @@ from tunesmith.data.tokenize import encode, prompt_ids, render, with_bos
 from tunesmith.errors import ConfigError
 from tunesmith.export.adapter import write_adapter_gguf, write_adapter_modelfile
 from tunesmith.export.converter import converter_dir, converter_name
-from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf, end_of_turn_token
+from tunesmith.export.gguf import FLOAT_TYPES, convert_to_gguf
 from tunesmith.export.merge import merge_run
 from tunesmith.export.ollama import modelfile, ollama_commands
-from tunesmith.export.parity import Prompt, check_format, require_exact
-from tunesmith.export.quantize import quantize, require_llama_cpp, tensor_type_counts
+from tunesmith.export.parity import Prompt
+from tunesmith.export.quantize import quantize, require_llama_cpp, require_tensor_types, tensor_type_counts
+from tunesmith.export.verify import ParityFailed, compare, failure_message, write_parity
 from tunesmith.model.from_run import checkpoint_folder
 from tunesmith.run_dir import RunDir, read_jsonl
 
@@ -31,7 +31,7 @@ class ExportResult:
     template_family: str | None = None
     template_exact: bool = True
     template_notes: list[str] = field(default_factory=list)
-    parity: dict[str, dict] = field(default_factory=dict)  # gguf type -> summary (match_rate, max_logit_diff)
+    parity: dict = field(default_factory=dict)  # gguf type -> FormatParity (verdict, bounds, measured values)
     parity_file: Path | None = None
     ollama_commands: list[str] = field(default_factory=list)
     adapter_files: dict[str, Path] = field(default_factory=dict)  # "base" (f16 GGUF) and "lora" (LoRA GGUF)
@@ -41,12 +41,21 @@ class ExportResult:
 
 
 def export_run(
-    run_dir, gguf_types=None, out_dir=None, verify: bool = True, merged: bool = True, adapter_gguf: bool | None = None,
+    run_dir,
+    gguf_types=None,
+    out_dir=None,
+    verify: bool = True,
+    merged: bool = True,
+    adapter_gguf: bool | None = None,
     checkpoint: str | None = None,
+    skipped_by: str = "--no-verify",
 ) -> ExportResult:
     """Export a finished run: merged safetensors, GGUF files, an Ollama Modelfile, and export/parity.json;
     with `adapter_gguf`, also the base GGUF + LoRA GGUF pair and Modelfile.adapter. `checkpoint` picks the
-    weights (best, final, step-N; default best/ when the run kept one)."""
+    weights (best, final, step-N; default best/ when the run kept one).
+
+    `skipped_by` is what parity.json says turned the check off when `verify` is False.
+    """
     run = RunDir.of(run_dir)
     run.require_finished()
     config = run.config()
@@ -65,8 +74,12 @@ def export_run(
             _write_modelfile(result, run, config, tokenizer, types[0])
         if adapter_gguf:
             _write_adapter(result, run, config, tokenizer, Path(tmp))
-        if verify and (types or adapter_gguf):
-            _verify(result, run, model, tokenizer, config)
+        if types or adapter_gguf:
+            if verify:
+                _verify(result, run, model, tokenizer, config)
+            else:
+                result.parity_file = result.out_dir / "parity.json"
+                write_parity(result.parity_file, {}, 0, 0, skipped=skipped_by, checkpoint=result.checkpoint)
     return result
 
 
@@ -93,6 +106,7 @@ def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name:
     """Float types come from llama.cpp's converter; quantized ones from its f16 file through llama.cpp's quantizer."""
     for gguf_type in [t for t in types if t in FLOAT_TYPES]:
         path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, name)
+        require_tensor_types(path, gguf_type)
         result.gguf_files[gguf_type] = path
         result.tensor_types[gguf_type] = tensor_type_counts(path)
     quantized = [t for t in types if t not in FLOAT_TYPES]
@@ -102,6 +116,7 @@ def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name:
     for gguf_type in quantized:
         path = result.out_dir / f"{name}-{gguf_type}.gguf"
         result.tensor_types[gguf_type] = quantize(source, path, gguf_type)
+        require_tensor_types(path, gguf_type)
         result.gguf_files[gguf_type] = path
 
 
@@ -174,28 +189,22 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
 
 
 def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None:
-    """Parity of every GGUF with the merged HF model; f32/f16 must match, the rest report their rate."""
-    import torch
+    """Judge every GGUF against the merged HF model (export/verify.py); a failed verdict raises ParityFailed.
 
-    model = model.float().eval()  # the reference is the merged model in full precision
-    torch.manual_seed(0)
+    The adapter pair is judged as llama.cpp / Ollama run it: the base GGUF with the LoRA GGUF applied at load
+    time, against the merged model, under the base file's type bounds."""
     prompts = verification_prompts(run, tokenizer, config.export.verify_prompts)
-    stop_ids = {tokenizer.eos_token_id} - {None}
-    if (eot := end_of_turn_token(tokenizer)) is not None:
-        stop_ids.add(tokenizer.convert_tokens_to_ids(eot))
-    reports = {}
-    checks = [(gguf_type, path, None) for gguf_type, path in result.gguf_files.items()]
-    if result.adapter_files:  # the base GGUF with the LoRA GGUF applied must answer like the merged model
-        checks.append(("adapter-f16", result.adapter_files["base"], result.adapter_files["lora"]))
-    for gguf_type, path, lora in checks:
-        reports[gguf_type] = check_format(path, gguf_type, model, prompts, config.export.verify_tokens, stop_ids, lora)
-        result.parity[gguf_type] = {
-            "match_rate": reports[gguf_type].match_rate,
-            "max_logit_diff": reports[gguf_type].max_logit_diff,
-            "tokenization_match_rate": reports[gguf_type].tokenization_match_rate,
-        }
+    tokens = config.export.verify_tokens
+    for gguf_type, path in result.gguf_files.items():
+        result.parity[gguf_type] = compare(path, model, tokenizer, prompts, tokens)
+    if result.adapter_files:
+        base, lora = result.adapter_files["base"], result.adapter_files["lora"]
+        result.parity["adapter-f16"] = compare(base, model, tokenizer, prompts, tokens, lora_path=lora)
     result.parity_file = result.out_dir / "parity.json"
-    payload = {"checkpoint": result.checkpoint, "prompts": len(prompts), "tokens": config.export.verify_tokens, "formats": {k: r.to_dict() for k, r in reports.items()}}
-    result.parity_file.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    for report in reports.values():
-        require_exact(report)
+    write_parity(result.parity_file, result.parity, len(prompts), tokens, checkpoint=result.checkpoint)
+    if not all(report.passed for report in result.parity.values()):
+        raise ParityFailed(
+            failure_message(result.parity),
+            hint=f"the GGUF files are left in {result.out_dir} for inspection; every measurement and bound is in "
+            f"{result.parity_file}",
+        )

@@ -17,7 +17,7 @@ def merge_run(run_dir: Path, out_dir: Path, checkpoint: str | None = None):
 
     A QLoRA run's base is reloaded in 16/32-bit here: `load_tuned` does not pass a quantization config.
     """
-    model, tokenizer = load_tuned(run_dir, dtype=_merge_dtype(run_dir), merged=True, checkpoint=checkpoint)
+    model, tokenizer = load_tuned(run_dir, dtype=merge_dtype(run_dir), merged=True, checkpoint=checkpoint)
     if hasattr(model, "merge_and_unload"):  # a full fine-tune saved as peft? defensive: merge anyway
         model = model.merge_and_unload()
     save_model_folder(model, tokenizer, out_dir, sentencepiece_file(run_dir))
@@ -64,7 +64,7 @@ def _sentencepiece_candidates(source: str) -> list[Path]:
     return [Path(cached)] if isinstance(cached, str) else []
 
 
-def _merge_dtype(run_dir: Path):
+def merge_dtype(run_dir: Path):
     """The base's own dtype (bf16 models stay bf16); float32 when it is unknown."""
     import torch
 

@@ -64,3 +64,64 @@ def tensor_type_counts(path: Path) -> dict[str, int]:
     for tensor in GGUFReader(str(path)).tensors:
         counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
     return dict(sorted(counts.items()))
+
+
+# requested type -> (general.file_type, the tensor type of most matrices, types llama.cpp mixes in on purpose:
+# Q6_K for output.weight / tied embeddings, and for some attn_v / ffn_down layers in the *_k_m mixes)
+TENSOR_MIX = {
+    "f32": ("ALL_F32", "F32", ()),
+    "f16": ("MOSTLY_F16", "F16", ()),
+    "bf16": ("MOSTLY_BF16", "BF16", ()),
+    "q8_0": ("MOSTLY_Q8_0", "Q8_0", ()),
+    "q6_k": ("MOSTLY_Q6_K", "Q6_K", ()),
+    "q5_k_m": ("MOSTLY_Q5_K_M", "Q5_K", ("Q6_K",)),
+    "q5_0": ("MOSTLY_Q5_0", "Q5_0", ("Q6_K",)),
+    "q4_k_m": ("MOSTLY_Q4_K_M", "Q4_K", ("Q6_K",)),
+    "q4_0": ("MOSTLY_Q4_0", "Q4_0", ("Q6_K",)),
+}
+# What llama.cpp writes when a row is not a whole number of blocks (tensor_type_fallback in llama-quant.cpp).
+FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+
+
+def tensor_type_problems(path: Path, requested: str) -> list[str]:
+    """How the tensor types written to `path` differ from what `requested` must produce; empty when they match."""
+    from gguf import GGUFReader, LlamaFileType
+
+    file_type, main, companions = TENSOR_MIX[requested]
+    reader = GGUFReader(str(path))
+    problems = []
+    field = reader.fields.get("general.file_type")
+    written = LlamaFileType(int(field.contents())).name if field is not None else "missing"
+    if written != file_type:
+        problems.append(f"general.file_type is {written}, not {file_type}")
+    matrices = [t for t in reader.tensors if len(t.shape) >= 2]
+    problems += [f"{t.name} ({t.tensor_type.name}) should be F32" for t in reader.tensors if len(t.shape) < 2 and t.tensor_type.name != "F32"]
+    for tensor in matrices:
+        allowed = {_fitting_type(kind, int(tensor.shape[0])) for kind in (main, *companions)}
+        if tensor.tensor_type.name not in allowed:
+            problems.append(f"{tensor.name} is {tensor.tensor_type.name}, expected {' or '.join(sorted(allowed))}")
+    for kind in (main, *companions[: 1 if requested.endswith("_k_m") else 0]):
+        if any(_fitting_type(kind, int(t.shape[0])) == kind for t in matrices) and not any(t.tensor_type.name == kind for t in matrices):
+            problems.append(f"no tensor is {kind}, though rows of {kind}'s block size exist (the {requested} mix has it)")
+    return problems
+
+
+def _fitting_type(kind: str, row: int) -> str:
+    """`kind` if a row of `row` values is whole blocks of it, else llama.cpp's fallback (finally F16)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    for candidate in (kind, FALLBACK.get(kind)):
+        if candidate and row % GGML_QUANT_SIZES[GGMLQuantizationType[candidate]][0] == 0:
+            return candidate
+    return "F16"
+
+
+def require_tensor_types(path: Path, requested: str) -> None:
+    """Read the written file back: an ExportError when its tensor types are not what `requested` produces."""
+    problems = tensor_type_problems(path, requested)
+    if problems:
+        raise ExportError(
+            f"quantization read-back: {path.name} was asked to be {requested} but holds other tensor types: "
+            + "; ".join(problems[:5]),
+            hint="the file was left in place for inspection; this is a conversion bug, please report it",
+        )

@@ -247,29 +247,28 @@ def export_section(folder: Path) -> dict | None:
 
 
 def parity_rows(parity) -> list[dict]:
-    """One row per GGUF type from parity.json's `formats`: greedy match rate, logit diff, tokenization match."""
+    """One row per GGUF from parity.json's `formats`: verdict, greedy match, logit diff vs its bound, tokenization."""
     formats = parity.get("formats") if isinstance(parity, dict) else None
     if not isinstance(formats, dict):
         return []
-    return [
-        {
+    rows = []
+    for name, report in formats.items():
+        measured, bounds = report.get("measured") or {}, report.get("bounds") or {}
+        bound = bounds.get("max_logit_diff")
+        rows.append({
             "type": name,
-            "match_rate": f"{report.get('match_rate', 0):.0%}",
-            "max_logit_diff": f"{report.get('max_logit_diff', 0):.2g}",
-            "tokenization": f"{report.get('tokenization_match_rate', 0):.0%}",
-            "exact": report.get("match_rate") == 1.0,
-        }
-        for name, report in formats.items()
-    ]
+            "match_rate": f"{measured.get('greedy_match_rate', 0):.0%}",
+            "max_logit_diff": f"{measured.get('max_logit_diff', 0):.2g}" + (f" (bound {bound:g})" if bound else ""),
+            "tokenization": f"{measured.get('tokenization_match_rate', 0):.0%}",
+            "exact": report.get("verdict") == "passed",
+        })
+    return rows
 
 
 def _parity_ok(parity, rows: list[dict]) -> bool | None:
-    """True when every format gives the HF model's greedy tokens (or parity.json says ok)."""
-    if rows:
-        return all(row["exact"] for row in rows)
-    if isinstance(parity, dict) and isinstance(parity.get("ok"), bool):
-        return parity["ok"]
-    return None
+    """parity.json's verdict: True passed, False failed, None when it was skipped or is absent."""
+    verdict = parity.get("verdict") if isinstance(parity, dict) else None
+    return {"passed": True, "failed": False}.get(verdict)
 
 
 def _size(n: int) -> str:
