@@ -101,10 +101,6 @@ def test_exporting_twice_gives_identical_files(tiny_qwen2, tmp_path):
     assert {"merged/model.safetensors", "run-f16.gguf", "run-q8_0.gguf", "Modelfile", "parity.json"} <= set(before)
 
 
-<<<<<<< HEAD
-def test_tiny_k_quant_reports_what_llama_cpp_wrote(tiny_llama, tmp_path):
-    from tunesmith.export.export_run import export_run
-=======
 @pytest.fixture(scope="module")
 def k_quant_run(tmp_path_factory) -> Path:
     """A LoRA run on a tiny Llama whose rows (hidden 256, ffn 512) are whole 256-value blocks: k-quants apply."""
@@ -116,8 +112,8 @@ def k_quant_run(tmp_path_factory) -> Path:
 
 
 def test_q4_k_m_writes_the_k_quant_mix_and_passes_parity(k_quant_run):
-    from tunesmith.export.quantize import tensor_type_problems
     from tunesmith.export.export_run import export_run
+    from tunesmith.export.quantize import tensor_type_problems
 
     result = export_run(k_quant_run, gguf_types=["q4_k_m", "q8_0"])
     types = result.tensor_types["q4_k_m"]
@@ -145,7 +141,6 @@ def test_q4_k_m_quantized_as_q4_0_is_caught(k_quant_run, monkeypatch, tmp_path):
 
 def test_tiny_k_quant_falls_back_where_rows_are_not_whole_blocks(tiny_llama, tmp_path):
     from tunesmith.export.export_run import export_run
->>>>>>> 29090ee (Parity verdict with absolute per-type bounds, tunesmith verify RUN_OR_MODEL FILE.gguf for any GGUF, quantization read-back)
 
     result = export_run(make_lora_run(tiny_llama, tmp_path / "run", chat_template="chatml"), gguf_types=["q4_k_m"])
     # hidden 64 is not a multiple of 256: llama.cpp writes Q4_K's fallback Q5_0, and Q6_K's fallback Q8_0 for
