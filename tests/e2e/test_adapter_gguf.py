@@ -1,6 +1,7 @@
 """export --adapter-gguf: base GGUF + LoRA GGUF (llama.cpp's convert_lora_to_gguf.py) + Modelfile with ADAPTER,
-proven by loading both in llama.cpp (lora_path) against the merged HF model; planted: the base without its
-adapter, and another run's adapter, are both caught."""
+judged by the parity verdict with both loaded in llama.cpp (lora_path) against the merged HF model; planted: the
+base without its adapter, and another run's adapter, both fail the verdict (export's check and `tunesmith verify`).
+"""
 
 from __future__ import annotations
 
@@ -37,33 +38,50 @@ def test_adapter_gguf_matches_the_merged_model(exported):
     base, lora = result.adapter_files["base"], result.adapter_files["lora"]
     assert (base.name, lora.name) == ("run-base-f16.gguf", "run-lora-f16.gguf") and base.parent == lora.parent
     assert gguf_string(lora, "general.type") == "adapter" and gguf_string(lora, "adapter.type") == "lora"
-    report = json.loads(result.parity_file.read_text())["formats"]["adapter-f16"]
-    assert report["match_rate"] == 1.0 and report["tokenization_match_rate"] == 1.0 and len(report["prompts"]) == 3
-    assert report["max_logit_diff"] < ADAPTER_LOGIT_BOUND
+    payload = json.loads(result.parity_file.read_text())
+    report = payload["formats"]["adapter-f16"]
+    assert payload["verdict"] == "passed" and report["verdict"] == "passed", report["failures"]
+    assert (report["gguf_type"], report["file"], report["lora"]) == ("f16", base.name, lora.name)
+    assert report["bounds"]["max_logit_diff"] == 0.25 and len(report["prompts"]) == 3
+    measured = report["measured"]
+    assert measured["greedy_match_rate"] == 1.0 and measured["tokenization_match_rate"] == 1.0
+    assert measured["max_logit_diff"] < ADAPTER_LOGIT_BOUND
     text = result.adapter_modelfile.read_text()
     assert text.startswith("FROM ./run-base-f16.gguf\nADAPTER ./run-lora-f16.gguf\n")
     assert 'SYSTEM """Be brief."""' in text and 'PARAMETER stop "<|im_end|>"' in text
 
 
 def reference(run):
-    """The merged HF model, the run's verification prompts and stop ids, as export's check uses them."""
-    from tunesmith.export.export_run import verification_prompts
+    """The merged HF model, the run's verification prompts and the verify settings, as export's check uses them."""
+    from tunesmith.export.verify import run_prompts
     from tunesmith.model.from_run import load_tuned
     from tunesmith.run_dir import RunDir
 
     model, tokenizer = load_tuned(run, merged=True)
-    return model.float().eval(), verification_prompts(RunDir.of(run), tokenizer, 3), {tokenizer.eos_token_id}
+    return model, tokenizer, run_prompts(RunDir.of(run), tokenizer, 3)
 
 
-def test_base_alone_or_another_runs_adapter_is_caught(exported, tiny_qwen2, tmp_path):
+def test_base_alone_or_another_runs_adapter_fails_the_verdict(exported, tiny_qwen2, tmp_path):
     from tunesmith.export.export_run import export_run
-    from tunesmith.export.parity import check_format
+    from tunesmith.export.verify import compare
 
     run, result = exported
-    model, prompts, stops = reference(run)
+    model, tokenizer, prompts = reference(run)
     base = result.adapter_files["base"]
-    without = check_format(base, "adapter-f16", model, prompts, 12, stops)  # planted: ADAPTER line dropped
+    without = compare(base, model, tokenizer, prompts, 12)  # planted: ADAPTER line dropped
     other = export_run(make_lora_run(tiny_qwen2, tmp_path / "other", seed=1), gguf_types=[], adapter_gguf=True, verify=False)
-    swapped = check_format(base, "adapter-f16", model, prompts, 12, stops, other.adapter_files["lora"])  # planted: wrong LoRA
+    swapped = compare(base, model, tokenizer, prompts, 12, lora_path=other.adapter_files["lora"])  # planted: wrong LoRA
     for planted in (without, swapped):
-        assert planted.max_logit_diff > 10 * ADAPTER_LOGIT_BOUND
+        assert planted.verdict == "failed" and planted.failures, planted.measured
+        assert planted.measured["max_logit_diff"] > 10 * ADAPTER_LOGIT_BOUND
+
+
+def test_verify_with_lora_passes_and_without_it_fails(exported, capsys):
+    from tunesmith.cli.main import main
+
+    run, result = exported
+    base, lora = result.adapter_files["base"], result.adapter_files["lora"]
+    assert main(["verify", str(run), str(base), "--lora", str(lora), "--prompts", "2"]) == 0, capsys.readouterr()
+    assert "PASSED (f16)" in capsys.readouterr().out
+    assert main(["verify", str(run), str(base), "--prompts", "2"]) == 1  # the base alone is not the tuned model
+    assert "parity FAILED" in capsys.readouterr().out

@@ -33,7 +33,8 @@ MATRIX = {
     "phi3": ("spm", "phi3", "default"),
     "gpt_neox": ("bpe", "gptneox", "smollm"),
 }
-# f16 weights against the fp32 HF model: measured step-0 logit differences stay below 1e-3 on these shapes.
+# f16 weights against the fp32 HF model: measured logit differences stay below 1e-3 on these tiny shapes; this
+# test-only bound sits well under the shipped f16 bound (0.25, set by real models) to catch drift early.
 F16_LOGIT_BOUND = 5e-3
 
 
@@ -73,5 +74,6 @@ def test_family_converts_with_parity(family, tmp_path, request):
     f16 = result.parity["f16"]
     assert gguf_string(result.gguf_files["f16"], "general.architecture") == arch
     assert gguf_string(result.gguf_files["f16"], "tokenizer.ggml.pre") == pre
-    assert f16["tokenization_match_rate"] == 1.0 and f16["match_rate"] == 1.0
-    assert f16["max_logit_diff"] < F16_LOGIT_BOUND
+    assert f16.passed and f16.gguf_type == "f16", f16.failures  # the verdict against the fixed f16 bounds
+    assert f16.measured["tokenization_match_rate"] == 1.0 and f16.measured["greedy_match_rate"] == 1.0
+    assert f16.measured["max_logit_diff"] < F16_LOGIT_BOUND

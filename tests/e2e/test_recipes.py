@@ -151,8 +151,9 @@ def test_meta_review_summary_twin_on_tiny_gpt_neox_exports(tmp_path, monkeypatch
     assert capsys.readouterr().out.strip()
     pytest.importorskip("llama_cpp")
     cli("export", run.root, "--gguf", "f16", "q8_0")  # the recipe itself writes q8_0
-    formats = json.loads((run.export / "parity.json").read_text())["formats"]
-    assert formats["f16"]["match_rate"] == 1.0 and formats["f16"]["tokenization_match_rate"] == 1.0
+    payload = json.loads((run.export / "parity.json").read_text())
+    formats = payload["formats"]
+    assert payload["verdict"] == "passed" and formats["f16"]["measured"]["tokenization_match_rate"] == 1.0
     assert set(formats) == {"f16", "q8_0"}
 
 

@@ -156,10 +156,24 @@ def test_verify_names_a_missing_file_and_a_non_model(llama_export, tmp_path, cap
     assert code == 2 and "neither a tunesmith run directory" in out
 
 
+def with_metadata(source: Path, tmp_path: Path, key: str, value: bool) -> Path:
+    """A copy of `source` with one bool key set or added (llama.cpp's converter may not write it at all),
+    rewritten by the gguf library's own gguf_new_metadata copier."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(str(source))
+    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
+    path = tmp_path / f"planted-{source.name}"
+    writer = gguf.GGUFWriter(str(path), arch=arch, endianess=reader.endianess)
+    copy_with_new_metadata(reader, writer, {key: MetadataDetails(gguf.GGUFValueType.BOOL, value)}, [])
+    return path
+
+
 def test_bos_added_by_llama_cpp_but_not_by_hf_fails(llama_export, tmp_path, capsys):
     """A converter that turns add_bos on (or names another BOS id) makes llama.cpp feed ids HF never trained on."""
     run_dir, gguf = llama_export
-    planted = planted_copy(gguf, tmp_path, set_field("tokenizer.ggml.add_bos_token", True))
+    planted = with_metadata(gguf, tmp_path, "tokenizer.ggml.add_bos_token", True)
     code, out = verify_cli(run_dir, planted, capsys)
     assert code == 1 and "special tokens: HF puts nothing before a text, llama.cpp puts [" in out
 
