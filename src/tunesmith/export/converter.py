@@ -107,18 +107,20 @@ def _extract(sdist: Path, out: Path) -> None:
 
 def convert_model(
     model_dir: Path, out_path: Path, out_type: str, name: str | None = None, pre_tokenizer: str | None = None,
-    space_prefix: bool | None = None,
+    space_prefix: bool | None = None, add_bos: bool | None = None,
 ) -> Path:
     """HF folder -> GGUF of `out_type` with convert_hf_to_gguf.py.
 
     `pre_tokenizer` names llama.cpp's pre-tokenizer for a vocabulary the converter cannot identify by hash
     (a freshly trained one); it is used only when the converter's own check fails. `space_prefix` (when not
-    None) sets tokenizer.ggml.add_space_prefix of a SentencePiece vocabulary.
+    None) sets tokenizer.ggml.add_space_prefix of a SentencePiece vocabulary; `add_bos` (when not None) sets
+    tokenizer.ggml.add_bos_token.
     """
     if out_type not in OUT_TYPES:
         raise ExportError(f"llama.cpp's converter writes {', '.join(OUT_TYPES)}, not '{out_type}' (quantize afterwards)")
     args = [str(model_dir), "--outtype", out_type, "--outfile", str(out_path)] + (["--model-name", name] if name else [])
     env = {"TUNESMITH_GGUF_PRE": pre_tokenizer or "", "TUNESMITH_GGUF_SPACE_PREFIX": "" if space_prefix is None else str(int(space_prefix))}
+    env["TUNESMITH_GGUF_ADD_BOS"] = "" if add_bos is None else str(int(add_bos))
     _run("convert_hf_to_gguf.py", args, model_dir, out_path, env)
     return out_path
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from tunesmith.export.converter import convert_model
+from tunesmith.model.load import load_tokenizer
 from tunesmith.model.templates import END_OF_TURN
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
@@ -25,8 +26,16 @@ PRE_TOKENIZERS = {QWEN2_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 def convert_to_gguf(model_dir: Path, out_path: Path, out_type: str, name: str | None = None) -> Path:
     """Write `model_dir` (an HF folder with safetensors) as a GGUF of `out_type` (f32, f16 or bf16)."""
     return convert_model(
-        model_dir, out_path, out_type, name, pre_tokenizer=split_rule_name(model_dir), space_prefix=space_prefix(model_dir)
+        model_dir, out_path, out_type, name, pre_tokenizer=split_rule_name(model_dir), space_prefix=space_prefix(model_dir),
+        add_bos=adds_bos(model_dir),
     )
+
+
+def adds_bos(model_dir: Path) -> bool:
+    """Whether the folder's HF tokenizer puts BOS before a text: llama.cpp must do the same (Ollama feeds it)."""
+    tokenizer = load_tokenizer(str(model_dir))
+    probe = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    return tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id
 
 
 def split_rule_name(model_dir: Path) -> str | None:

@@ -91,7 +91,8 @@ def tensor_type_problems(path: Path, requested: str) -> list[str]:
     reader = GGUFReader(str(path))
     problems = []
     field = reader.fields.get("general.file_type")
-    written = LlamaFileType(int(field.contents())).name if field is not None else "missing"
+    # some converter classes (llama.cpp's GPT-NeoX) write no general.file_type: the tensor types below still decide
+    written = LlamaFileType(int(field.contents())).name if field is not None else file_type
     if written != file_type:
         problems.append(f"general.file_type is {written}, not {file_type}")
     matrices = [t for t in reader.tensors if len(t.shape) >= 2]
