@@ -209,9 +209,8 @@ def test_no_verify_is_recorded_in_parity_json(tiny_llama, tmp_path, capsys):
     assert main(["export", str(run_dir), "--gguf", "f16", "--no-verify"]) == 0
     out = capsys.readouterr().out
     assert "parity NOT checked" in out and "PASSED" not in out
-    assert json.loads((run_dir / "export" / "parity.json").read_text()) == {
-        "verdict": "skipped", "skipped_by": "--no-verify", "formats": {},
-    }
+    payload = json.loads((run_dir / "export" / "parity.json").read_text())
+    assert payload == {"verdict": "skipped", "skipped_by": "--no-verify", "formats": {}, "checkpoint": "final"}
 
 
 def test_f32_and_bf16_exports_pass_parity_with_the_type_read_from_the_file(tiny_qwen2, tmp_path, capsys):

@@ -91,7 +91,7 @@ def _require_converter(result: ExportResult) -> None:
 
 def _write_adapter(result: ExportResult, run: RunDir, config, tokenizer, tmp: Path) -> None:
     write_adapter_gguf(result, run, config, tmp)
-    write_adapter_modelfile(result, tokenizer, _system_prompt(config), config.data.max_length, _adds_bos(tokenizer))
+    write_adapter_modelfile(result, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer))
 
 
 def _gguf_types(types) -> list[str]:
