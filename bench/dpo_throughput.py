@@ -43,8 +43,13 @@ def make_pairs(n: int, seed: int) -> list[dict]:
     rows = []
     for _ in range(n):
         prompt = [{"role": "user", "content": _words(rng, 24) + "?"}]
-        rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": _words(rng, 30) + "."}],
-                     "rejected": [{"role": "assistant", "content": _words(rng, 22) + "."}]})
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": _words(rng, 30) + "."}],
+                "rejected": [{"role": "assistant", "content": _words(rng, 22) + "."}],
+            }
+        )
     return rows
 
 
@@ -58,16 +63,30 @@ def run_tunesmith(model_dir: Path, train_file: Path, work: Path, args) -> dict:
     from tunesmith.config import load_config
     from tunesmith.train.api import train
 
-    config = load_config(data={
-        "run": {"name": "bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"sources": [{"path": str(train_file)}], "max_length": MAX_LENGTH, "split": {"val": 0.0, "test": 0.0}},
-        "method": "dpo",
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
-        "train": {"max_steps": args.steps, "batch_size": args.batch, "grad_accum": 1, "learning_rate": LEARNING_RATE,
-                  "lr_scheduler": "linear", "logging_steps": 1, "save_steps": 10**6, "warmup_ratio": 0.0},
-        "tracking": {"report_to": ["none"]},
-    })
+    config = load_config(
+        data={
+            "run": {"name": "bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
+            "model": {"name_or_path": str(model_dir)},
+            "data": {
+                "sources": [{"path": str(train_file)}],
+                "max_length": MAX_LENGTH,
+                "split": {"val": 0.0, "test": 0.0},
+            },
+            "method": "dpo",
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+            "train": {
+                "max_steps": args.steps,
+                "batch_size": args.batch,
+                "grad_accum": 1,
+                "learning_rate": LEARNING_RATE,
+                "lr_scheduler": "linear",
+                "logging_steps": 1,
+                "save_steps": 10**6,
+                "warmup_ratio": 0.0,
+            },
+            "tracking": {"report_to": ["none"]},
+        }
+    )
     result = train(config)
     history = result.run_dir / "metrics.jsonl"
     logs = [json.loads(line) for line in history.read_text().splitlines()]
@@ -80,16 +99,38 @@ def run_trl(model_dir: Path, rows: list[dict], work: Path, args) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     config = DPOConfig(
-        output_dir=str(work / "trl"), per_device_train_batch_size=args.batch, gradient_accumulation_steps=1, max_steps=args.steps,
-        learning_rate=LEARNING_RATE, seed=0, data_seed=0, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=True, bf16=False, dataloader_pin_memory=False, max_length=MAX_LENGTH, warmup_steps=0.0,
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        max_steps=args.steps,
+        learning_rate=LEARNING_RATE,
+        seed=0,
+        data_seed=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        bf16=False,
+        dataloader_pin_memory=False,
+        max_length=MAX_LENGTH,
+        warmup_steps=0.0,
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=AutoTokenizer.from_pretrained(model_dir), peft_config=lora())
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=lora(),
+    )
     trainer.data_collator = counter = CountingCollator(trainer.data_collator)
     out = trainer.train()
-    logs = [{"loss": r["loss"], "rewards/accuracies": r.get("rewards/accuracies")} for r in trainer.state.log_history if "loss" in r]
+    logs = [
+        {"loss": r["loss"], "rewards/accuracies": r.get("rewards/accuracies")}
+        for r in trainer.state.log_history
+        if "loss" in r
+    ]
     return {"model": trainer.model, "tokens": counter.tokens, "seconds": out.metrics["train_runtime"], "logs": logs}
 
 
@@ -113,14 +154,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dpo_bench_"))
     rows, held = make_pairs(args.steps * args.batch, seed=0), make_pairs(48, seed=1)
     texts = [m["content"] for r in rows[:200] for k in ("prompt", "chosen", "rejected") for m in r[k]]
-    model_dir = build_tiny_model("llama", work / "model", texts, vocab_size=8192, layers=args.layers, hidden=args.hidden, heads=6, seed=0)
+    model_dir = build_tiny_model(
+        "llama", work / "model", texts, vocab_size=8192, layers=args.layers, hidden=args.hidden, heads=6, seed=0
+    )
     tokenizer = load_tokenizer(str(model_dir))
     train_file = work / "pairs.jsonl"
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"model: llama {args.layers}x{args.hidden}; threads {torch.get_num_threads()}; {len(rows)} pairs, "
-          f"{args.steps} steps x {args.batch} pairs, LoRA r16 all-linear, fp32 CPU")
+    print(
+        f"model: llama {args.layers}x{args.hidden}; threads {torch.get_num_threads()}; {len(rows)} pairs, "
+        f"{args.steps} steps x {args.batch} pairs, LoRA r16 all-linear, fp32 CPU"
+    )
 
-    contenders = [("tunesmith DPO (padding-free)", run_tunesmith, train_file), ("TRL DPOTrainer (as users write it)", run_trl, rows)]
+    contenders = [
+        ("tunesmith DPO (padding-free)", run_tunesmith, train_file),
+        ("TRL DPOTrainer (as users write it)", run_trl, rows),
+    ]
     results = {name: {"runs": [], "rss": 0.0} for name, _, _ in contenders}
     for name, fn, data in contenders + contenders[::-1]:  # A B B A: both see early and late machine load
         torch.manual_seed(0)
@@ -131,22 +179,37 @@ def main() -> None:
         r["rss"] = max(r["rss"], rss.peak / 2**20)
         losses = [x["loss"] for x in out["logs"] if x.get("loss") is not None]
         r["loss"] = sum(losses[-5:]) / len(losses[-5:])
-        r["reward_acc"] = next((x["rewards/accuracies"] for x in reversed(out["logs"]) if x.get("rewards/accuracies") is not None), float("nan"))
-        r["held_out_acc"] = held_out_accuracy(out["model"], tokenizer, [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in held])
-        print(f"{name}: {out['tokens']} real tokens in {out['seconds']:.1f} s = {r['runs'][-1]:,.0f} tokens/s", flush=True)
+        r["reward_acc"] = next(
+            (x["rewards/accuracies"] for x in reversed(out["logs"]) if x.get("rewards/accuracies") is not None),
+            float("nan"),
+        )
+        r["held_out_acc"] = held_out_accuracy(
+            out["model"],
+            tokenizer,
+            [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in held],
+        )
+        print(
+            f"{name}: {out['tokens']} real tokens in {out['seconds']:.1f} s = {r['runs'][-1]:,.0f} tokens/s", flush=True
+        )
     _print_table(results)
 
 
 def _print_table(results: dict) -> None:
     names = list(results)
     trl = max(results[names[1]]["runs"])
-    print("\n| run | real tokens/s (best of 2) | vs TRL | peak RSS MiB | train loss (last 5 steps) | reward accuracy (last step) | held-out preference accuracy |")
+    print(
+        "\n| run | real tokens/s (best of 2) | vs TRL | peak RSS MiB | train loss (last 5 steps) | reward accuracy (last step) | held-out preference accuracy |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         tps = max(r["runs"])
-        print(f"| {name} | {tps:,.0f} | {tps / trl:.2f}x | {r['rss']:,.0f} | {r['loss']:.4f} | {r['reward_acc']:.3f} | {r['held_out_acc']:.3f} |")
+        print(
+            f"| {name} | {tps:,.0f} | {tps / trl:.2f}x | {r['rss']:,.0f} | {r['loss']:.4f} | {r['reward_acc']:.3f} | {r['held_out_acc']:.3f} |"
+        )
     ours, theirs = results[names[0]]["loss"], results[names[1]]["loss"]
-    print(f"\ntrain loss difference tunesmith vs TRL: {100 * (ours - theirs) / theirs:+.2f}% (the two see the pairs in different orders)")
+    print(
+        f"\ntrain loss difference tunesmith vs TRL: {100 * (ours - theirs) / theirs:+.2f}% (the two see the pairs in different orders)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ SHAPES = {
     "qwen2.5-0.5b": dict(hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, tokenizer_vocab=4096),
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=1280, tokenizer_vocab=1024),
 }
-WORDS = ("how do i reset my password account email phone order refund shipping delivery the a to of and is can you "
-         "help me with please thanks error install update python file server network login page data price "
-         "payment card bank transfer book table time pm am tomorrow weather music play set alarm").split()
+WORDS = (
+    "how do i reset my password account email phone order refund shipping delivery the a to of and is can you "
+    "help me with please thanks error install update python file server network login page data price "
+    "payment card bank transfer book table time pm am tomorrow weather music play set alarm"
+).split()
 
 
 @dataclass
@@ -65,11 +67,31 @@ class Plan:
 
 def make_plan(dry_run: bool, work: str | None) -> Plan:
     if dry_run:
-        plan = Plan(True, SHAPES["tiny"], "cpu", sft_steps=3, batch=4, max_length=128, grpo_steps=2, grpo_generations=4, grpo_completion=8)
+        plan = Plan(
+            True,
+            SHAPES["tiny"],
+            "cpu",
+            sft_steps=3,
+            batch=4,
+            max_length=128,
+            grpo_steps=2,
+            grpo_generations=4,
+            grpo_completion=8,
+        )
     else:
         if not torch.cuda.is_available():
             sys.exit("no CUDA GPU visible: run with --dry-run on a CPU")
-        plan = Plan(False, SHAPES["qwen2.5-0.5b"], "cuda", sft_steps=30, batch=8, max_length=512, grpo_steps=5, grpo_generations=8, grpo_completion=64)
+        plan = Plan(
+            False,
+            SHAPES["qwen2.5-0.5b"],
+            "cuda",
+            sft_steps=30,
+            batch=8,
+            max_length=512,
+            grpo_steps=5,
+            grpo_generations=8,
+            grpo_completion=64,
+        )
     if work:
         plan.work = Path(work)
         plan.work.mkdir(parents=True, exist_ok=True)
@@ -98,10 +120,18 @@ def build_model(plan: Plan, texts: list[str]) -> Path:
     s, out = plan.shape, plan.work / "model"
     tokenizer = build_tokenizer(texts, s["tokenizer_vocab"])
     config = Qwen2Config(
-        vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["ffn"], num_hidden_layers=s["layers"],
-        num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], max_position_embeddings=4096,
-        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None, rms_norm_eps=1e-6,
+        vocab_size=s["vocab"],
+        hidden_size=s["hidden"],
+        intermediate_size=s["ffn"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        num_key_value_heads=s["kv_heads"],
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        rms_norm_eps=1e-6,
     )
     torch.manual_seed(0)
     dtype = torch.bfloat16 if plan.device == "cuda" else torch.float32
@@ -110,7 +140,10 @@ def build_model(plan: Plan, texts: list[str]) -> Path:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    print(f"model: Qwen2-shaped {s['layers']} x {s['hidden']}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters, {dtype}", flush=True)
+    print(
+        f"model: Qwen2-shaped {s['layers']} x {s['hidden']}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters, {dtype}",
+        flush=True,
+    )
     return out
 
 
@@ -156,18 +189,36 @@ def tunesmith_sft(plan: Plan, model_dir: Path, train_file: Path, mode: str) -> d
     from tunesmith.config import load_config
     from tunesmith.train.api import train
 
-    config = load_config(data={
-        "run": {"name": f"sft-{mode}", "output_dir": str(plan.work / "runs"), "seed": 0, "overwrite": True},
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"sources": [{"path": str(train_file)}], "max_length": plan.max_length, "split": {"val": 0.0, "test": 0.05}},
-        "train": {"mode": mode, "max_steps": plan.sft_steps, "batch_size": plan.batch, "grad_accum": 1,
-                  "logging_steps": 5, "save_steps": 10**6, "device": plan.device},
-        "export": {"gguf": ["f16"], "verify_prompts": 2, "verify_tokens": 8},
-        "tracking": {"report_to": ["none"]},
-    })
+    config = load_config(
+        data={
+            "run": {"name": f"sft-{mode}", "output_dir": str(plan.work / "runs"), "seed": 0, "overwrite": True},
+            "model": {"name_or_path": str(model_dir)},
+            "data": {
+                "sources": [{"path": str(train_file)}],
+                "max_length": plan.max_length,
+                "split": {"val": 0.0, "test": 0.05},
+            },
+            "train": {
+                "mode": mode,
+                "max_steps": plan.sft_steps,
+                "batch_size": plan.batch,
+                "grad_accum": 1,
+                "logging_steps": 5,
+                "save_steps": 10**6,
+                "device": plan.device,
+            },
+            "export": {"gguf": ["f16"], "verify_prompts": 2, "verify_tokens": 8},
+            "tracking": {"report_to": ["none"]},
+        }
+    )
     with Meter(plan.device) as meter:
         result = train(config)
-    return {"tokens": result.tokens, "seconds": result.train_seconds, "peak_mib": meter.peak_mib, "run_dir": result.run_dir}
+    return {
+        "tokens": result.tokens,
+        "seconds": result.train_seconds,
+        "peak_mib": meter.peak_mib,
+        "run_dir": result.run_dir,
+    }
 
 
 def trl_sft(plan: Plan, model_dir: Path, rows: list[dict], mode: str) -> dict:
@@ -181,18 +232,34 @@ def trl_sft(plan: Plan, model_dir: Path, rows: list[dict], mode: str) -> dict:
     dtype = torch.float32 if cpu else torch.bfloat16
     load = {"dtype": dtype}
     if mode == "qlora":
-        load["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        load["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
     model = AutoModelForCausalLM.from_pretrained(model_dir, **load)
-    cpu_settings = {"use_cpu": True, "bf16": False, "dataloader_pin_memory": False} if cpu else {}  # TRL refuses bf16 on CPU
+    cpu_settings = (
+        {"use_cpu": True, "bf16": False, "dataloader_pin_memory": False} if cpu else {}
+    )  # TRL refuses bf16 on CPU
     args = SFTConfig(
-        output_dir=str(plan.work / f"trl-{mode}"), per_device_train_batch_size=plan.batch, gradient_accumulation_steps=1,
-        max_steps=plan.sft_steps, learning_rate=2e-4, logging_steps=5, save_strategy="no", report_to="none",
-        max_length=plan.max_length, seed=0, **cpu_settings,
+        output_dir=str(plan.work / f"trl-{mode}"),
+        per_device_train_batch_size=plan.batch,
+        gradient_accumulation_steps=1,
+        max_steps=plan.sft_steps,
+        learning_rate=2e-4,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        max_length=plan.max_length,
+        seed=0,
+        **cpu_settings,
     )
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=AutoTokenizer.from_pretrained(model_dir), peft_config=peft)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=peft,
+    )
     trainer.data_collator = counter = CountingCollator(trainer.data_collator)
     with Meter(plan.device) as meter:
         out = trainer.train()
@@ -204,18 +271,37 @@ def tunesmith_grpo(plan: Plan, model_dir: Path, rows: list[dict]) -> dict:
     from tunesmith.train.api import train
 
     data = plan.work / "grpo.jsonl"
-    data.write_text("".join(json.dumps({"question": r["messages"][0]["content"], "answer": "yes"}) + "\n" for r in rows))
-    config = load_config(data={
-        "run": {"name": "grpo", "output_dir": str(plan.work / "runs"), "seed": 0, "overwrite": True},
-        "model": {"name_or_path": str(model_dir)},
-        "method": "grpo",
-        "data": {"sources": [{"path": str(data)}], "max_length": plan.max_length, "split": {"val": 0.0, "test": 0.0}},
-        "grpo": {"num_generations": plan.grpo_generations, "max_completion_length": plan.grpo_completion,
-                 "rewards": [{"name": "length", "options": {"min": 5, "max": 40}}]},
-        "train": {"mode": "lora", "max_steps": plan.grpo_steps, "batch_size": plan.grpo_generations, "grad_accum": 1,
-                  "learning_rate": 1e-5, "logging_steps": 1, "save_steps": 10**6, "device": plan.device},
-        "tracking": {"report_to": ["none"]},
-    })
+    data.write_text(
+        "".join(json.dumps({"question": r["messages"][0]["content"], "answer": "yes"}) + "\n" for r in rows)
+    )
+    config = load_config(
+        data={
+            "run": {"name": "grpo", "output_dir": str(plan.work / "runs"), "seed": 0, "overwrite": True},
+            "model": {"name_or_path": str(model_dir)},
+            "method": "grpo",
+            "data": {
+                "sources": [{"path": str(data)}],
+                "max_length": plan.max_length,
+                "split": {"val": 0.0, "test": 0.0},
+            },
+            "grpo": {
+                "num_generations": plan.grpo_generations,
+                "max_completion_length": plan.grpo_completion,
+                "rewards": [{"name": "length", "options": {"min": 5, "max": 40}}],
+            },
+            "train": {
+                "mode": "lora",
+                "max_steps": plan.grpo_steps,
+                "batch_size": plan.grpo_generations,
+                "grad_accum": 1,
+                "learning_rate": 1e-5,
+                "logging_steps": 1,
+                "save_steps": 10**6,
+                "device": plan.device,
+            },
+            "tracking": {"report_to": ["none"]},
+        }
+    )
     with Meter(plan.device) as meter:
         result = train(config)
     return {"steps": result.steps, "seconds": meter.seconds, "peak_mib": meter.peak_mib}
@@ -227,7 +313,11 @@ def export(run_dir: Path) -> dict:
     with Meter("cpu") as meter:
         result = export_run(run_dir, gguf_types=["f16"])
     parity = {kind: (p or {}).get("match_rate") for kind, p in (getattr(result, "parity", None) or {}).items()}
-    return {"seconds": meter.seconds, "gguf": sorted(str(p.name) for p in result.gguf_files.values()), "parity_match_rate": parity}
+    return {
+        "seconds": meter.seconds,
+        "gguf": sorted(str(p.name) for p in result.gguf_files.values()),
+        "parity_match_rate": parity,
+    }
 
 
 def attempt(name: str, fn, *args) -> dict | None:
@@ -262,12 +352,16 @@ def print_table(results: dict) -> None:
             print(f"| {name} | {tps:,.0f} | {r['peak_mib']:,.0f} | {ratio} | {memory} |")
     grpo = results.get("tunesmith grpo")
     if grpo:
-        print(f"\nGRPO: {grpo['steps']} steps in {grpo['seconds']:.1f} s ({grpo['steps'] / grpo['seconds']:.2f} steps/s), peak {grpo['peak_mib']:,.0f} MiB")
+        print(
+            f"\nGRPO: {grpo['steps']} steps in {grpo['seconds']:.1f} s ({grpo['steps'] / grpo['seconds']:.2f} steps/s), peak {grpo['peak_mib']:,.0f} MiB"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true", help="Tiny model on CPU, a few steps: checks the code path in seconds.")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Tiny model on CPU, a few steps: checks the code path in seconds."
+    )
     parser.add_argument("--work", help="Folder for the model, data and runs (default: a new temporary folder).")
     args = parser.parse_args(argv)
     plan = make_plan(args.dry_run, args.work)
@@ -281,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "tunesmith lora": attempt("LoRA SFT, tunesmith defaults", tunesmith_sft, plan, model_dir, train_file, "lora"),
         "TRL lora": attempt("LoRA SFT, TRL SFTTrainer", trl_sft, plan, model_dir, rows, "lora"),
-        "tunesmith qlora": attempt("QLoRA SFT, tunesmith defaults", tunesmith_sft, plan, model_dir, train_file, "qlora"),
+        "tunesmith qlora": attempt(
+            "QLoRA SFT, tunesmith defaults", tunesmith_sft, plan, model_dir, train_file, "qlora"
+        ),
         "TRL qlora": attempt("QLoRA SFT, TRL SFTTrainer", trl_sft, plan, model_dir, rows, "qlora"),
         "tunesmith grpo": attempt("GRPO, tunesmith", tunesmith_grpo, plan, model_dir, rows[:32]),
     }
@@ -289,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     results["export"] = attempt("export: merge, GGUF f16, parity", export, lora_run["run_dir"]) if lora_run else None
     print_table(results)
     failed = [name for name, r in results.items() if r is None]
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; " + (f"FAILED: {', '.join(failed)}" if failed else "all stages ran"))
+    print(
+        f"\ntotal {time.perf_counter() - started:.0f} s; "
+        + (f"FAILED: {', '.join(failed)}" if failed else "all stages ran")
+    )
     return 1 if failed else 0
 
 

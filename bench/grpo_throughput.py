@@ -41,16 +41,30 @@ def run_tunesmith(model_dir: Path, questions: list[str], work: Path, steps: int)
 
     data = work / "grpo.jsonl"
     data.write_text("".join(json.dumps({"question": q, "answer": ""}) + "\n" for q in questions))
-    config = load_config(data={
-        "run": {"name": "grpo-bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
-        "model": {"name_or_path": str(model_dir)}, "method": "grpo",
-        "data": {"sources": [{"path": str(data)}], "split": {"val": 0.0, "test": 0.0}},
-        "grpo": {"num_generations": GENERATIONS, "max_completion_length": COMPLETION, "beta": 0.0,
-                 "rewards": [{"name": "length", "options": LENGTH}]},
-        "train": {"max_steps": steps, "batch_size": BATCH, "grad_accum": 1, "learning_rate": 1e-5, "logging_steps": 1,
-                  "save_steps": 10**6, "device": "cpu"},
-        "tracking": {"report_to": ["none"]},
-    })
+    config = load_config(
+        data={
+            "run": {"name": "grpo-bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
+            "model": {"name_or_path": str(model_dir)},
+            "method": "grpo",
+            "data": {"sources": [{"path": str(data)}], "split": {"val": 0.0, "test": 0.0}},
+            "grpo": {
+                "num_generations": GENERATIONS,
+                "max_completion_length": COMPLETION,
+                "beta": 0.0,
+                "rewards": [{"name": "length", "options": LENGTH}],
+            },
+            "train": {
+                "max_steps": steps,
+                "batch_size": BATCH,
+                "grad_accum": 1,
+                "learning_rate": 1e-5,
+                "logging_steps": 1,
+                "save_steps": 10**6,
+                "device": "cpu",
+            },
+            "tracking": {"report_to": ["none"]},
+        }
+    )
     method = GRPOMethod()
     ctx = method.prepare(config, resume=False)
     trainer = method.build_trainer(ctx)
@@ -70,15 +84,33 @@ def run_trl(model_dir: Path, questions: list[str], work: Path, steps: int) -> fl
 
     reward = to_trl(build_reward(RewardConfig(name="length", options=LENGTH)))
     args = GRPOConfig(
-        output_dir=str(work / "trl"), per_device_train_batch_size=BATCH, gradient_accumulation_steps=1, max_steps=steps,
-        num_generations=GENERATIONS, max_completion_length=COMPLETION, temperature=1.0, beta=0.0, learning_rate=1e-5,
-        logging_steps=1, save_strategy="no", report_to="none", seed=0, use_cpu=True, bf16=False, dataloader_pin_memory=False,
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        num_generations=GENERATIONS,
+        max_completion_length=COMPLETION,
+        temperature=1.0,
+        beta=0.0,
+        learning_rate=1e-5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        use_cpu=True,
+        bf16=False,
+        dataloader_pin_memory=False,
     )
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in questions])
     trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), reward_funcs=[reward], args=args,
-        train_dataset=rows, processing_class=AutoTokenizer.from_pretrained(model_dir),
-        peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=rows,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
     )
     started = time.perf_counter()
     trainer.train()
@@ -95,10 +127,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="grpo_bench_"))
     questions = prompts(args.steps * BATCH // GENERATIONS * 2, seed=0)
-    model_dir = build_tiny_model("qwen2", work / "model", questions, vocab_size=2048, layers=args.layers,
-                                 hidden=args.hidden, heads=4, seed=0)
-    print(f"model: qwen2 {args.layers} x {args.hidden}; {args.steps} steps, batch {BATCH} = {BATCH // GENERATIONS} prompts "
-          f"x {GENERATIONS} generations, {COMPLETION} completion tokens, LoRA r16; threads {torch.get_num_threads()}")
+    model_dir = build_tiny_model(
+        "qwen2", work / "model", questions, vocab_size=2048, layers=args.layers, hidden=args.hidden, heads=4, seed=0
+    )
+    print(
+        f"model: qwen2 {args.layers} x {args.hidden}; {args.steps} steps, batch {BATCH} = {BATCH // GENERATIONS} prompts "
+        f"x {GENERATIONS} generations, {COMPLETION} completion tokens, LoRA r16; threads {torch.get_num_threads()}"
+    )
     runs: dict[str, list[float]] = {"tunesmith": [], "TRL GRPOTrainer": []}
     order = [("tunesmith", run_tunesmith), ("TRL GRPOTrainer", run_trl)]
     for name, fn in order + order[::-1]:  # A B B A

@@ -33,9 +33,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-WORDS = ("how do i reset my password account email phone order refund shipping delivery the a to of and is "
-         "can you help me with please thanks error install update python file server network login page data "
-         "price payment card bank transfer book table time pm am tomorrow weather music play set alarm").split()
+WORDS = (
+    "how do i reset my password account email phone order refund shipping delivery the a to of and is "
+    "can you help me with please thanks error install update python file server network login page data "
+    "price payment card bank transfer book table time pm am tomorrow weather music play set alarm"
+).split()
 MAX_LENGTH = 256
 
 
@@ -119,9 +121,22 @@ def _warm_up(model_dir: Path, features: list[dict]) -> None:
 
 def base_args(out: str, args) -> dict:
     return dict(
-        output_dir=out, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1, max_steps=args.steps,
-        learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, seed=0, data_seed=0, logging_steps=5,
-        save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, bf16=False, dataloader_pin_memory=False,
+        output_dir=out,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        max_steps=args.steps,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        seed=0,
+        data_seed=0,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        bf16=False,
+        dataloader_pin_memory=False,
     )
 
 
@@ -135,14 +150,26 @@ def run_tunesmith(model_dir: Path, train_file: Path, work: Path, args) -> dict:
     from tunesmith.config import load_config
     from tunesmith.train.api import train
 
-    config = load_config(data={
-        "run": {"name": "bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"sources": [{"path": str(train_file)}], "max_length": MAX_LENGTH, "split": {"val": 0.0, "test": 0.0}},
-        "train": {"max_steps": args.steps, "batch_size": args.batch, "grad_accum": 1, "learning_rate": 2e-4,
-                  "logging_steps": 5, "save_steps": 10**6},
-        "tracking": {"report_to": ["none"]},
-    })
+    config = load_config(
+        data={
+            "run": {"name": "bench", "output_dir": str(work / "runs"), "seed": 0, "overwrite": True},
+            "model": {"name_or_path": str(model_dir)},
+            "data": {
+                "sources": [{"path": str(train_file)}],
+                "max_length": MAX_LENGTH,
+                "split": {"val": 0.0, "test": 0.0},
+            },
+            "train": {
+                "max_steps": args.steps,
+                "batch_size": args.batch,
+                "grad_accum": 1,
+                "learning_rate": 2e-4,
+                "logging_steps": 5,
+                "save_steps": 10**6,
+            },
+            "tracking": {"report_to": ["none"]},
+        }
+    )
     result = train(config)
     return {"model": result.model, "tokens": result.tokens, "seconds": result.train_seconds}
 
@@ -152,11 +179,18 @@ def run_trl(model_dir: Path, tokenized: list[dict], work: Path, args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    rows = [{"input_ids": ex["input_ids"], "assistant_masks": [int(x != -100) for x in ex["labels"]]} for ex in tokenized]
+    rows = [
+        {"input_ids": ex["input_ids"], "assistant_masks": [int(x != -100) for x in ex["labels"]]} for ex in tokenized
+    ]
     config = SFTConfig(**base_args(str(work / "trl"), args), max_length=MAX_LENGTH, gradient_checkpointing=False)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=AutoTokenizer.from_pretrained(model_dir), peft_config=lora())
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=lora(),
+    )
     trainer.data_collator = counter = CountingCollator(trainer.data_collator)
     out = trainer.train()
     return {"model": trainer.model, "tokens": counter.tokens, "seconds": out.metrics["train_runtime"]}
@@ -169,9 +203,15 @@ def run_hf_max_length(model_dir: Path, tokenized: list[dict], work: Path, args) 
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), lora())
-    collator = CountingCollator(DataCollatorForSeq2Seq(tok, padding="max_length", max_length=MAX_LENGTH, label_pad_token_id=-100))
-    trainer = Trainer(model=model, args=TrainingArguments(**base_args(str(work / "hf"), args), remove_unused_columns=False),
-                      train_dataset=Dataset.from_list(tokenized), data_collator=collator)
+    collator = CountingCollator(
+        DataCollatorForSeq2Seq(tok, padding="max_length", max_length=MAX_LENGTH, label_pad_token_id=-100)
+    )
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(**base_args(str(work / "hf"), args), remove_unused_columns=False),
+        train_dataset=Dataset.from_list(tokenized),
+        data_collator=collator,
+    )
     out = trainer.train()
     return {"model": trainer.model, "tokens": collator.tokens, "seconds": out.metrics["train_runtime"]}
 
@@ -196,10 +236,18 @@ def main() -> None:
     if args.model:
         model_dir = real_model_folder(args.model, work / "model")
     else:
-        model_dir = build_tiny_model("llama", work / "model", texts, vocab_size=8192, layers=args.layers, hidden=args.hidden, heads=6, seed=0)
+        model_dir = build_tiny_model(
+            "llama", work / "model", texts, vocab_size=8192, layers=args.layers, hidden=args.hidden, heads=6, seed=0
+        )
     tok = load_tokenizer(str(model_dir))
-    tokenized = [{"input_ids": t.input_ids, "labels": t.labels} for t in (tokenize_example(tok, r, "assistant", MAX_LENGTH) for r in rows)]
-    held = [{"input_ids": t.input_ids, "labels": t.labels} for t in (tokenize_example(tok, r, "assistant", MAX_LENGTH) for r in held_out)]
+    tokenized = [
+        {"input_ids": t.input_ids, "labels": t.labels}
+        for t in (tokenize_example(tok, r, "assistant", MAX_LENGTH) for r in rows)
+    ]
+    held = [
+        {"input_ids": t.input_ids, "labels": t.labels}
+        for t in (tokenize_example(tok, r, "assistant", MAX_LENGTH) for r in held_out)
+    ]
     train_file = work / "train.jsonl"
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lengths = sorted(len(t["input_ids"]) for t in tokenized)
@@ -208,13 +256,20 @@ def main() -> None:
     params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
     peak = matmul_peak()
     shape = Path(args.model).name if args.model else f"llama {args.layers}x{args.hidden}"
-    print(f"model: {shape}, {params / 1e6:.1f}M params, vocabulary {len(tok)}; threads {torch.get_num_threads()}; "
-          f"fp32 matmul peak {peak:.0f} GFLOP/s")
-    print(f"data: {len(rows)} train examples, tokens mean {sum(lengths) / len(lengths):.0f}, "
-          f"p95 {lengths[int(0.95 * len(lengths))]}, max {lengths[-1]}; {args.steps} steps x batch {args.batch}, LoRA r16 all-linear")
+    print(
+        f"model: {shape}, {params / 1e6:.1f}M params, vocabulary {len(tok)}; threads {torch.get_num_threads()}; "
+        f"fp32 matmul peak {peak:.0f} GFLOP/s"
+    )
+    print(
+        f"data: {len(rows)} train examples, tokens mean {sum(lengths) / len(lengths):.0f}, "
+        f"p95 {lengths[int(0.95 * len(lengths))]}, max {lengths[-1]}; {args.steps} steps x batch {args.batch}, LoRA r16 all-linear"
+    )
 
-    contenders = [("tunesmith (padding-free)", run_tunesmith, train_file), ("TRL SFTTrainer (pad longest)", run_trl, tokenized),
-                  ("HF Trainer (pad max_length)", run_hf_max_length, tokenized)]
+    contenders = [
+        ("tunesmith (padding-free)", run_tunesmith, train_file),
+        ("TRL SFTTrainer (pad longest)", run_trl, tokenized),
+        ("HF Trainer (pad max_length)", run_hf_max_length, tokenized),
+    ]
     _warm_up(model_dir, tokenized[: args.batch])
     results = {name: {"tps": 0.0, "runs": [], "rss": 0.0} for name, _, _ in contenders}
     # A B C C B A: every contender sees early and late machine load alike (the machine is shared).
@@ -226,7 +281,9 @@ def main() -> None:
         r["loss"] = eval_loss(out.pop("model"), held)
         r["runs"].append(out["tokens"] / out["seconds"])
         r["tps"] = max(r["runs"])  # best of the two runs: the one least disturbed by other load
-        print(f"{name}: {out['tokens']} real tokens in {out['seconds']:.1f} s = {r['runs'][-1]:,.0f} tokens/s", flush=True)
+        print(
+            f"{name}: {out['tokens']} real tokens in {out['seconds']:.1f} s = {r['runs'][-1]:,.0f} tokens/s", flush=True
+        )
         r["rss"] = max(r["rss"], rss.peak / 2**20)
     _print_table(results, params, peak)
 
@@ -244,16 +301,22 @@ def real_model_folder(source: str, out: Path) -> Path:
 def _print_table(results: dict, params: int, peak: float) -> None:
     names = list(results)
     trl, hf = results[names[1]]["tps"], results[names[2]]["tps"]
-    print(f"\n| run | real tokens/s (best of 2) | vs TRL | vs HF max_length | peak RSS MiB | eval loss | model FLOP/s (% of fp32 peak) |")
+    print(
+        "\n| run | real tokens/s (best of 2) | vs TRL | vs HF max_length | peak RSS MiB | eval loss | model FLOP/s (% of fp32 peak) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         tps = r["tps"]
         flops = 6 * params * tps / 1e9
-        print(f"| {name} | {tps:,.0f} | {tps / trl:.2f}x | {tps / hf:.2f}x "
-              f"| {r['rss']:,.0f} | {r['loss']:.4f} | {flops:.1f} GFLOP/s ({100 * flops / peak:.0f}%) |")
+        print(
+            f"| {name} | {tps:,.0f} | {tps / trl:.2f}x | {tps / hf:.2f}x "
+            f"| {r['rss']:,.0f} | {r['loss']:.4f} | {flops:.1f} GFLOP/s ({100 * flops / peak:.0f}%) |"
+        )
     first = results[names[0]]["loss"]
     trl_loss = results[names[1]]["loss"]
-    print(f"\nreal tokens/s: best of 2 runs each. eval loss difference tunesmith vs TRL: {100 * (first - trl_loss) / trl_loss:+.2f}%")
+    print(
+        f"\nreal tokens/s: best of 2 runs each. eval loss difference tunesmith vs TRL: {100 * (first - trl_loss) / trl_loss:+.2f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`tunesmith.Run`: a small object over the same functions the commands call, for notebooks.
 
-    run = tunesmith.Run.train("config.yaml")      # or tunesmith.Run("runs/x") for a finished run
-    run.evaluate(); run.generate("wake me at 7"); run.export(gguf=["q4_k_m"]); run.metrics
+run = tunesmith.Run.train("config.yaml")      # or tunesmith.Run("runs/x") for a finished run
+run.evaluate(); run.generate("wake me at 7"); run.export(gguf=["q4_k_m"]); run.metrics
 """
 
 from __future__ import annotations
@@ -42,11 +42,15 @@ class Run:
 
         return evaluate(self.path, **kwargs)
 
-    def generate(self, prompt: str | list[dict], system: str | None = None, checkpoint: str | None = None, **settings) -> str | list[str]:
+    def generate(
+        self, prompt: str | list[dict], system: str | None = None, checkpoint: str | None = None, **settings
+    ) -> str | list[str]:
         """`tunesmith generate` for one prompt: the answer (a list when settings ask num_samples > 1)."""
         from tunesmith.generate.generate import GenerationSettings, generate_from
 
-        (row,) = generate_from(self.path, [prompt], GenerationSettings(**settings), system=system, checkpoint=checkpoint)
+        (row,) = generate_from(
+            self.path, [prompt], GenerationSettings(**settings), system=system, checkpoint=checkpoint
+        )
         return row["samples"][0] if len(row["samples"]) == 1 else row["samples"]
 
     def export(self, gguf: list[str] | None = None, **kwargs):

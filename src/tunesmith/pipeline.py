@@ -31,7 +31,9 @@ class PipelineResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def run_pipeline(config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print) -> PipelineResult:
+def run_pipeline(
+    config_path: str | Path, overrides: list[str] | None = None, smoke: bool = False, export: bool = True, echo=print
+) -> PipelineResult:
     """Run every stage a config asks for, stopping at the first stage that fails."""
     config = load_config(config_path, overrides)
     if smoke:
@@ -127,7 +129,11 @@ def print_summary(result: PipelineResult, echo=print) -> None:
     if export is not None:
         for gguf_type, path in getattr(export, "gguf_files", {}).items():
             report = getattr(export, "parity", {}).get(gguf_type)
-            proof = f" (parity with HF: {report.verdict}, {report.measured['greedy_match_rate']:.0%} of prompts identical)" if report else ""
+            proof = (
+                f" (parity with HF: {report.verdict}, {report.measured['greedy_match_rate']:.0%} of prompts identical)"
+                if report
+                else ""
+            )
             echo(f"gguf {gguf_type}: {path}{proof}")
         for command in getattr(export, "ollama_commands", []):
             echo(f"  {command}")

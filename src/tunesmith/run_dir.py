@@ -103,13 +103,19 @@ class RunDir:
     def require_run(self) -> None:
         """Raise a clear error when this is not a run directory at all."""
         if not self.config_file.exists():
-            raise TunesmithError(f"{self.root}: not a tunesmith run directory (no config.yaml)", hint="pass runs/<name> written by `tunesmith train`")
+            raise TunesmithError(
+                f"{self.root}: not a tunesmith run directory (no config.yaml)",
+                hint="pass runs/<name> written by `tunesmith train`",
+            )
 
     def require_finished(self) -> None:
         """Raise a clear error when this is not a finished run directory."""
         self.require_run()
         if not self.final.exists():
-            raise TunesmithError(f"{self.root}: the run has no final/ model yet", hint=f"finish training first: tunesmith train {self.config_file}")
+            raise TunesmithError(
+                f"{self.root}: the run has no final/ model yet",
+                hint=f"finish training first: tunesmith train {self.config_file}",
+            )
 
     def read_manifest(self) -> Manifest:
         """manifest.json, typed (an empty Manifest when the run has none yet)."""
@@ -130,7 +136,9 @@ class RunDir:
 
         A newer one whose files no longer match their checksums (truncated, corrupted) is skipped with a warning.
         """
-        steps = [p for p in self.checkpoints.glob("step-*") if p.name[5:].isdigit() and (p / "trainer_state.json").exists()]
+        steps = [
+            p for p in self.checkpoints.glob("step-*") if p.name[5:].isdigit() and (p / "trainer_state.json").exists()
+        ]
         return newest_intact(sorted(steps, key=lambda p: int(p.name[5:]), reverse=True), warn)
 
 

@@ -107,5 +107,7 @@ def log_report(run_root: str | Path, report: Path) -> str | None:
     try:
         mlflow.MlflowClient(tracking_uri=uri).log_artifact(mlflow_run["run_id"], str(report))
     except Exception as exc:  # noqa: BLE001 - the report exists either way; say why it is not in MLflow
-        return f"warning: report not logged to MLflow run {mlflow_run['run_id']} ({uri}): {str(exc).splitlines()[0][:200]}"
+        return (
+            f"warning: report not logged to MLflow run {mlflow_run['run_id']} ({uri}): {str(exc).splitlines()[0][:200]}"
+        )
     return f"report logged to MLflow run {mlflow_run['run_id']} ({uri})"

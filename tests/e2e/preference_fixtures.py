@@ -40,8 +40,16 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, str]]) -> Path:
     """TRL's conversational preference rows: prompt / chosen / rejected as message lists."""
     with path.open("w") as f:
         for prompt, chosen, rejected in pairs:
-            f.write(json.dumps({"prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": chosen}],
-                                "rejected": [{"role": "assistant", "content": rejected}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt": [{"role": "user", "content": prompt}],
+                        "chosen": [{"role": "assistant", "content": chosen}],
+                        "rejected": [{"role": "assistant", "content": rejected}],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -60,13 +68,26 @@ def preference_data(tmp_path: Path, unpaired: bool = False, train: int = 200, te
     train_pairs, test_pairs = split_pairs(train, test)
     writer = write_unpaired if unpaired else write_pairs
     train_file = writer(tmp_path / ("kto.jsonl" if unpaired else "pairs.jsonl"), train_pairs)
-    return [{"path": str(train_file), "use_as": "train"}, {"path": str(write_pairs(tmp_path / "held_out.jsonl", test_pairs)), "use_as": "test"}]
+    return [
+        {"path": str(train_file), "use_as": "train"},
+        {"path": str(write_pairs(tmp_path / "held_out.jsonl", test_pairs)), "use_as": "test"},
+    ]
 
 
 def preference_config(tmp_path: Path, method: str, sources: list[dict], name: str | None = None, **train) -> dict:
     """A config on a tiny local model (vocabulary built from the pairs)."""
-    settings = {"mode": "lora", "batch_size": 8, "grad_accum": 1, "max_steps": 60, "learning_rate": 1e-2, "lr_scheduler": "constant",
-                "warmup_ratio": 0.0, "logging_steps": 5, "save_steps": 1000, **train}
+    settings = {
+        "mode": "lora",
+        "batch_size": 8,
+        "grad_accum": 1,
+        "max_steps": 60,
+        "learning_rate": 1e-2,
+        "lr_scheduler": "constant",
+        "warmup_ratio": 0.0,
+        "logging_steps": 5,
+        "save_steps": 1000,
+        **train,
+    }
     return {
         "run": {"name": name or method, "output_dir": str(tmp_path / "runs"), "seed": 0},
         "model": {"name_or_path": "tiny:qwen2", "tiny": {"layers": 2, "hidden": 64, "heads": 4, "vocab_size": 400}},

@@ -69,7 +69,9 @@ def test_base_alone_or_another_runs_adapter_fails_the_verdict(exported, tiny_qwe
     model, tokenizer, prompts = reference(run)
     base = result.adapter_files["base"]
     without = compare(base, model, tokenizer, prompts, 12)  # planted: ADAPTER line dropped
-    other = export_run(make_lora_run(tiny_qwen2, tmp_path / "other", seed=1), gguf_types=[], adapter_gguf=True, verify=False)
+    other = export_run(
+        make_lora_run(tiny_qwen2, tmp_path / "other", seed=1), gguf_types=[], adapter_gguf=True, verify=False
+    )
     swapped = compare(base, model, tokenizer, prompts, 12, lora_path=other.adapter_files["lora"])  # planted: wrong LoRA
     for planted in (without, swapped):
         assert planted.verdict == "failed" and planted.failures, planted.measured

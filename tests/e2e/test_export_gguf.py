@@ -68,7 +68,9 @@ def test_lora_tiny_llama_llama3_template_exports_with_parity(tmp_path, capsys):
     run_dir = trained_run(tmp_path, "tiny:llama", chat_template="llama3", max_length=256)
     check_f16_and_q8(run_dir, "llama", capsys)  # llama's q/k permutation is exercised here
     modelfile = (run_dir / "export" / "Modelfile").read_text()
-    assert "<|start_header_id|>assistant<|end_header_id|>\n\n" in modelfile and 'PARAMETER stop "<|eot_id|>"' in modelfile
+    assert (
+        "<|start_header_id|>assistant<|end_header_id|>\n\n" in modelfile and 'PARAMETER stop "<|eot_id|>"' in modelfile
+    )
 
 
 def test_stories260k_sentencepiece_round_trips(tmp_path, capsys):
@@ -87,7 +89,11 @@ def test_stories260k_sentencepiece_round_trips(tmp_path, capsys):
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_exporting_twice_gives_identical_files(tiny_qwen2, tmp_path):
@@ -158,13 +164,21 @@ def test_llama3_rope_scaling_exports_rope_freqs_with_parity(tmp_path):
     base = build_tiny_model("llama", tmp_path / "base", seed=2)
     config = json.loads((base / "config.json").read_text())
     # original context 64 puts this head size's wavelengths in all three bands (x1, smoothed, x factor)
-    config["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    config["rope_parameters"] = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
     (base / "config.json").write_text(json.dumps(config))
     run_dir = make_lora_run(base, tmp_path / "run")
     result = export_run(run_dir, gguf_types=["f16"])
     tensors = {t.name: t for t in GGUFReader(str(result.gguf_files["f16"])).tensors}
     factors = tensors["rope_freqs.weight"].data
-    assert factors.min() == pytest.approx(1.0) and factors.max() == pytest.approx(8.0) and len(set(factors.round(4))) > 2
+    assert (
+        factors.min() == pytest.approx(1.0) and factors.max() == pytest.approx(8.0) and len(set(factors.round(4))) > 2
+    )
     # without rope_freqs llama.cpp drifts ~4e-3 from HF at step 0 (measured); with it the usual f16 ~3e-4
     assert result.parity["f16"].passed and result.parity["f16"].measured["max_logit_diff"] < 1e-3

@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_gpu_check_dry_run_runs_every_stage(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TUNESMITH_NO_PROGRESS="1")
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--work", str(tmp_path)],
-                          capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     out = done.stdout
     assert "all stages ran" in out and "FAILED" not in out

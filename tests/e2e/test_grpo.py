@@ -25,7 +25,12 @@ def write_prompts(path: Path, n: int = 200) -> Path:
     with path.open("w") as f:
         for _ in range(n):
             topic = " ".join(rng.choice(WORDS) for _ in range(4))
-            row = {"messages": [{"role": "user", "content": f"Say something about {topic}."}, {"role": "assistant", "content": "ok"}]}
+            row = {
+                "messages": [
+                    {"role": "user", "content": f"Say something about {topic}."},
+                    {"role": "assistant", "content": "ok"},
+                ]
+            }
             f.write(json.dumps(row) + "\n")
     return path
 
@@ -35,12 +40,30 @@ def short_answer_config(tmp_path: Path, name: str = "short", **train):
     return {
         "run": {"name": name, "output_dir": str(tmp_path / "runs"), "seed": 0},
         "model": {"name_or_path": "tiny:qwen2", "tiny": {"layers": 2, "hidden": 64, "heads": 4, "vocab_size": 512}},
-        "data": {"sources": [{"path": str(write_prompts(tmp_path / "prompts.jsonl")), "format": "messages"}], "split": {"val": 0.0, "test": 0.05}},
+        "data": {
+            "sources": [{"path": str(write_prompts(tmp_path / "prompts.jsonl")), "format": "messages"}],
+            "split": {"val": 0.0, "test": 0.05},
+        },
         "method": "grpo",
-        "train": {"mode": "full", "batch_size": 8, "grad_accum": 1, "max_steps": 40, "learning_rate": 1e-2,
-                  "lr_scheduler": "constant", "warmup_ratio": 0.0, "logging_steps": 1, "save_steps": 20, "save_total_limit": 1, **train},
+        "train": {
+            "mode": "full",
+            "batch_size": 8,
+            "grad_accum": 1,
+            "max_steps": 40,
+            "learning_rate": 1e-2,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.0,
+            "logging_steps": 1,
+            "save_steps": 20,
+            "save_total_limit": 1,
+            **train,
+        },
         # The char length of 8 tokens still varies with the tokens picked: variance from the first step.
-        "grpo": {"num_generations": 4, "max_completion_length": 8, "rewards": [{"name": "length", "options": {"max": 8}}]},
+        "grpo": {
+            "num_generations": 4,
+            "max_completion_length": 8,
+            "rewards": [{"name": "length", "options": {"max": 8}}],
+        },
         "tracking": {"report_to": ["tensorboard"]},
     }
 
@@ -84,7 +107,11 @@ def gsm8k_twin(tmp_path: Path, rewards: list[dict] | None = None) -> Path:
 def test_gsm8k_recipe_validates(capsys):
     assert main(["config", "check", "--schema-only", str(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")]) == 0
     config = load_config(REPO / "examples" / "finetome-then-gsm8k" / "grpo.yaml")
-    assert (config.method, config.train.mode, config.model.name_or_path) == ("grpo", "qlora", "meta-llama/Llama-3.2-1B-Instruct")
+    assert (config.method, config.train.mode, config.model.name_or_path) == (
+        "grpo",
+        "qlora",
+        "meta-llama/Llama-3.2-1B-Instruct",
+    )
     assert [r.name for r in config.grpo.rewards] == ["format_exact", "format_approx", "answer_check", "number_match"]
     assert "numeric" in config.eval.metrics
 
@@ -96,8 +123,14 @@ def test_gsm8k_twin_runs_in_smoke_mode(tmp_path, monkeypatch):
     run = RunDir.of(tmp_path / "runs" / "gsm8k-grpo-smoke")
     rows = run.read_metrics()
     assert [r["step"] for r in rows] == [1, 2]
-    assert {"rewards/format_exact/mean", "rewards/format_approx/mean", "rewards/answer_check/mean", "rewards/number_match/mean",
-            "reward", "completion_length"} <= set(rows[0])
+    assert {
+        "rewards/format_exact/mean",
+        "rewards/format_approx/mean",
+        "rewards/answer_check/mean",
+        "rewards/number_match/mean",
+        "reward",
+        "completion_length",
+    } <= set(rows[0])
     assert (run.final / "adapter_config.json").exists()
     test_rows = read_jsonl(run.split_file("test"))
     assert test_rows and "####" in test_rows[0]["meta"]["answer"]
@@ -110,7 +143,9 @@ def test_dry_run_on_gsm8k_flags_broken_and_constant_rewards(tmp_path, capsys):
         "def boom(completions, answer, **kw):\n    raise ValueError('no answer tag')\n"
         "def always_half(completions, **kw):\n    return [0.5] * len(completions)\n"
     )
-    config = gsm8k_twin(tmp_path, rewards=[{"function": "my_rewards.py:boom"}, {"function": "my_rewards.py:always_half"}])
+    config = gsm8k_twin(
+        tmp_path, rewards=[{"function": "my_rewards.py:boom"}, {"function": "my_rewards.py:always_half"}]
+    )
     code = main(["rewards", "dry-run", str(config), "-n", "3", "-g", "2"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1

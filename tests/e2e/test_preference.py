@@ -24,8 +24,12 @@ from tunesmith.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 # this checkout's sources first, whatever the working directory of the subprocess
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNESMITH_NO_PROGRESS": "1",
-       "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TUNESMITH_NO_PROGRESS": "1",
+    "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+}
 
 
 def _train(config: dict):
@@ -63,7 +67,9 @@ def test_dpo_learns_the_preference(tmp_path, monkeypatch):
 def test_kto_learns_from_unpaired_rows(tmp_path, monkeypatch):
     """KTO on the same pairs split into labelled rows (messages + boolean label) reaches >= 0.9 held-out accuracy."""
     monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
-    config = preference_config(tmp_path, "kto", preference_data(tmp_path, unpaired=True), learning_rate=3e-3, max_steps=100)
+    config = preference_config(
+        tmp_path, "kto", preference_data(tmp_path, unpaired=True), learning_rate=3e-3, max_steps=100
+    )
     config["preference"]["beta"] = 1.0
     result = _train(config)
     base, tuned = _accuracy(result.run_dir)
@@ -80,8 +86,14 @@ def _pairs(tmp_path: Path, n: int) -> list[dict]:
 def _cli_train(config: dict, tmp_path: Path, *flags: str, timeout: float = 300) -> subprocess.CompletedProcess:
     path = tmp_path / f"{config['run']['name']}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(path), *flags],
-                          capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "train", str(path), *flags],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=timeout,
+    )
 
 
 def test_orpo_and_simpo_need_no_reference_and_less_memory_than_dpo(tmp_path):
@@ -125,7 +137,12 @@ def test_dpo_starts_from_the_sft_runs_adapter(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
     pairs = _pairs(tmp_path, 64)
     sft_rows = tmp_path / "sft.jsonl"
-    sft_rows.write_text("".join(json.dumps({"messages": r["prompt"] + r["chosen"]}) + "\n" for r in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())))
+    sft_rows.write_text(
+        "".join(
+            json.dumps({"messages": r["prompt"] + r["chosen"]}) + "\n"
+            for r in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())
+        )
+    )
     sft = preference_config(tmp_path, "sft", [{"path": str(sft_rows)}], max_steps=5)
     sft["eval"] = {"metrics": ["loss"]}
     sft_result = _train(sft)
@@ -149,8 +166,13 @@ def test_smoke_and_sigkill_resume(tmp_path):
     config = preference_config(tmp_path, "dpo", data, name="k", max_steps=12, save_steps=2, logging_steps=1)
     path = tmp_path / "k.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli.main", "train", str(path)], env=ENV, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli.main", "train", str(path)],
+        env=ENV,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoints = tmp_path / "runs" / "k" / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline and not any(checkpoints.glob("step-4")):
@@ -159,8 +181,14 @@ def test_smoke_and_sigkill_resume(tmp_path):
     proc.wait()
     run = RunDir.of(tmp_path / "runs" / "k")
     assert not run.final.exists(), "the run finished before it was killed"
-    resumed = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(path), "--resume"],
-                             capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "train", str(path), "--resume"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [r["step"] for r in run.read_metrics() if "loss" in r]
     assert steps == list(range(1, 13))  # no step lost or logged twice
@@ -173,12 +201,30 @@ def test_ddp_two_cpu_processes(tmp_path):
     if not torchrun.exists():
         torchrun = shutil.which("torchrun")
     data = _pairs(tmp_path, 64)
-    config = preference_config(tmp_path, "dpo", data, name="ddp", max_steps=4, batch_size=4, logging_steps=1, save_steps=2)
+    config = preference_config(
+        tmp_path, "dpo", data, name="ddp", max_steps=4, batch_size=4, logging_steps=1, save_steps=2
+    )
     config["train"]["device"] = "cpu"
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29537", "-m", "tunesmith.cli.main", "train", str(path)],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=ENV)
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29537",
+            "-m",
+            "tunesmith.cli.main",
+            "train",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count("trained 4 steps") == 1
     run = RunDir.of(tmp_path / "runs" / "ddp")
@@ -186,7 +232,10 @@ def test_ddp_two_cpu_processes(tmp_path):
     rows = [r for r in run.read_metrics() if "loss" in r]
     # an epoch is ceil(rows / (4 pairs x 2 ranks)) steps under DDP; two unsynchronised copies would need twice as many
     assert rows[-1]["epoch"] == pytest.approx(4 / math.ceil(train_rows / 8), abs=1e-4)
-    assert sorted(p.name for p in run.checkpoints.glob("step-*")) == ["step-2", "step-4"]  # TRL also writes a README.md there
+    assert sorted(p.name for p in run.checkpoints.glob("step-*")) == [
+        "step-2",
+        "step-4",
+    ]  # TRL also writes a README.md there
 
 
 def test_bad_preference_data_stops_training_with_file_line(tmp_path):
@@ -198,5 +247,10 @@ def test_bad_preference_data_stops_training_with_file_line(tmp_path):
     config = preference_config(tmp_path, "dpo", [{"path": str(data)}])
     proc = _cli_train(config, tmp_path)
     assert proc.returncode == 2 and "row 5" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    check = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(data)], capture_output=True, text=True, env=ENV)
+    check = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(data)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert check.returncode == 1 and f"{data}:5: " in check.stdout and "Traceback" not in check.stderr

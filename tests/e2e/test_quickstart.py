@@ -17,7 +17,10 @@ def test_quickstart_end_to_end(tmp_path):
     # fewer rows and epochs than the default run, same stages
     result = subprocess.run(
         [sys.executable, "-m", "tunesmith.cli.main", "quickstart", "--rows", "400", "--set", "train.epochs=3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
@@ -33,5 +36,8 @@ def test_quickstart_end_to_end(tmp_path):
     assert (run / "report.html").exists() and "report: runs/quickstart/report.html" in out
     parity = json.loads((run / "export" / "parity.json").read_text())
     assert parity["verdict"] == "passed" and parity["formats"]["f16"]["measured"]["greedy_match_rate"] == 1.0
-    assert "gguf f16: runs/quickstart/export/quickstart-f16.gguf (parity with HF: passed, 100% of prompts identical)" in out
+    assert (
+        "gguf f16: runs/quickstart/export/quickstart-f16.gguf (parity with HF: passed, 100% of prompts identical)"
+        in out
+    )
     assert "ollama create quickstart -f runs/quickstart/export/Modelfile" in out

@@ -18,7 +18,10 @@ def ultrachat_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = f"Give me a short tip about topic number {i}."
-        messages = [{"content": prompt, "role": "user"}, {"content": f"Tip {i}: keep it simple and check your work.", "role": "assistant"}]
+        messages = [
+            {"content": prompt, "role": "user"},
+            {"content": f"Tip {i}: keep it simple and check your work.", "role": "assistant"},
+        ]
         rows.append({"prompt": prompt, "prompt_id": f"{i:064x}", "messages": messages})
     return rows
 
@@ -29,13 +32,21 @@ def ultrafeedback_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = f"Explain idea {i} in one sentence."
-        rows.append({
-            "source": "evol_instruct", "prompt": prompt,
-            "chosen": [{"content": prompt, "role": "user"}, {"content": f"Idea {i} means doing one clear thing well.", "role": "assistant"}],
-            "chosen-rating": 5.0, "chosen-model": "gpt-4",
-            "rejected": [{"content": prompt, "role": "user"}, {"content": "I do not know.", "role": "assistant"}],
-            "rejected-rating": 2.0, "rejected-model": "alpaca-7b",
-        })
+        rows.append(
+            {
+                "source": "evol_instruct",
+                "prompt": prompt,
+                "chosen": [
+                    {"content": prompt, "role": "user"},
+                    {"content": f"Idea {i} means doing one clear thing well.", "role": "assistant"},
+                ],
+                "chosen-rating": 5.0,
+                "chosen-model": "gpt-4",
+                "rejected": [{"content": prompt, "role": "user"}, {"content": "I do not know.", "role": "assistant"}],
+                "rejected-rating": 2.0,
+                "rejected-model": "alpaca-7b",
+            }
+        )
     return rows
 
 
@@ -48,14 +59,21 @@ def test_dpo_after_sft_twin(tmp_path, monkeypatch, capsys):
     sft = smoke_run(EXAMPLES / "dpo-after-sft" / "sft.yaml", tmp_path, *sft_sets)
 
     pairs = write_jsonl(tmp_path / "ultrafeedback.jsonl", ultrafeedback_rows(24))
-    dpo_sets = [f"data.sources.0.path={pairs}", f"train.init_from={sft.root}", "model.name_or_path=tiny:qwen2", "eval.max_new_tokens=8"]
+    dpo_sets = [
+        f"data.sources.0.path={pairs}",
+        f"train.init_from={sft.root}",
+        "model.name_or_path=tiny:qwen2",
+        "eval.max_new_tokens=8",
+    ]
     cli("data", "check", EXAMPLES / "dpo-after-sft" / "dpo.yaml", *[x for s in dpo_sets for x in ("--set", s)])
     assert "preference pairs (chosen/rejected), for method dpo" in capsys.readouterr().out
     dpo = smoke_run(EXAMPLES / "dpo-after-sft" / "dpo.yaml", tmp_path, *dpo_sets)
     manifest = dpo.read_manifest()
     assert manifest.method == "dpo" and manifest.init_from == str(sft.root)
     assert manifest.reference == "the starting adapter, frozen (init_from)"
-    assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(dpo.read_metrics()[-1])
+    assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(
+        dpo.read_metrics()[-1]
+    )
     metrics = json.loads((dpo.eval / "metrics.json").read_text())["metrics"]  # the pipeline's eval stage
     assert {"base", "tuned", "delta"} <= set(metrics["preference_accuracy"]) and "preference_margin" in metrics
     assert 'id="accuracy-chart"' in dpo.report.read_text()

@@ -35,10 +35,14 @@ def chat_rows(n: int, topic: str, seed: int) -> list[dict]:
     rows = []
     for i in range(n):
         a, b = rng.randint(1, 99), rng.randint(1, 99)
-        rows.append({"messages": [
-            {"role": "user", "content": f"{topic} question {i}: what is {a} plus {b}?"},
-            {"role": "assistant", "content": f"For {topic}, {a} plus {b} is {a + b}."},
-        ]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"{topic} question {i}: what is {a} plus {b}?"},
+                    {"role": "assistant", "content": f"For {topic}, {a} plus {b} is {a + b}."},
+                ]
+            }
+        )
     return rows
 
 
@@ -56,8 +60,23 @@ def smoke_run(config: Path, tmp_path: Path, *overrides: str) -> RunDir:
 def test_yahoo_questions_twin(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     # sentence-transformers/yahoo-answers, config title-question-pair: columns title and questions
-    rows = [{"title": f"Why is the sky {c}?", "questions": f"I saw a {c} sky today, what causes it?"}
-            for c in ["blue", "red", "grey", "orange", "pink", "dark", "bright", "white", "purple", "gold", "green", "black"]]
+    rows = [
+        {"title": f"Why is the sky {c}?", "questions": f"I saw a {c} sky today, what causes it?"}
+        for c in [
+            "blue",
+            "red",
+            "grey",
+            "orange",
+            "pink",
+            "dark",
+            "bright",
+            "white",
+            "purple",
+            "gold",
+            "green",
+            "black",
+        ]
+    ]
     data = write_jsonl(tmp_path / "yahoo.jsonl", rows)
     config = EXAMPLES / "yahoo-questions" / "config.yaml"
     sets = [f"data.sources.0.path={data}", "data.sources.0.name=null", "model.name_or_path=tiny:qwen2"]
@@ -71,7 +90,22 @@ def test_yahoo_questions_twin(tmp_path, monkeypatch, capsys):
     assert "evaluating on the validation split" in capsys.readouterr().out
     capsys.readouterr()
     out = tmp_path / "questions.jsonl"
-    cli("generate", run.root, "--prompt", "Ask a question", "-n", "5", "--temperature", "0.9", "--max-new-tokens", "12", "--seed", "1", "--out", out)
+    cli(
+        "generate",
+        run.root,
+        "--prompt",
+        "Ask a question",
+        "-n",
+        "5",
+        "--temperature",
+        "0.9",
+        "--max-new-tokens",
+        "12",
+        "--seed",
+        "1",
+        "--out",
+        out,
+    )
     (row,) = read_jsonl(out)
     assert len(row["samples"]) == 5 and len(set(row["samples"])) > 1
 
@@ -100,7 +134,9 @@ def test_intent_json_twin(tmp_path, monkeypatch):
     for split, part in {"train": rows[:40], "val": rows[40:50], "test": rows[50:]}.items():
         write_jsonl(tmp_path / "data" / "intent" / f"{split}.jsonl", [{"messages": r["messages"]} for r in part])
     (tmp_path / "examples" / "intent-json").mkdir(parents=True)
-    (tmp_path / "examples" / "intent-json" / "system_prompt.txt").write_text((EXAMPLES / "intent-json" / "system_prompt.txt").read_text())
+    (tmp_path / "examples" / "intent-json" / "system_prompt.txt").write_text(
+        (EXAMPLES / "intent-json" / "system_prompt.txt").read_text()
+    )
     config = EXAMPLES / "intent-json" / "config.yaml"
     system = (EXAMPLES / "intent-json" / "system_prompt.txt").read_text().strip()
     sets = ["model.name_or_path=tiny:qwen2"]
@@ -114,7 +150,10 @@ def test_intent_json_twin(tmp_path, monkeypatch):
     # generate on the run uses the training system prompt without being told it
     out = tmp_path / "answers.jsonl"
     cli("generate", run.root, "--prompt", "wake me up at 7am", "--max-new-tokens", "8", "--out", out)
-    assert read_jsonl(out)[0]["messages"] == [{"role": "system", "content": system}, {"role": "user", "content": "wake me up at 7am"}]
+    assert read_jsonl(out)[0]["messages"] == [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "wake me up at 7am"},
+    ]
     pytest.importorskip("llama_cpp")
     export = run.export
     assert (export / "merged" / "config.json").exists()
@@ -132,8 +171,13 @@ def test_meta_review_summary_twin_on_tiny_gpt_neox_exports(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     # zqz979/meta-review: columns Input (the reviews) and Output (the meta-review)
     cli("model", "tiny", "--arch", "gpt_neox", "--tokenizer", smollm2, "--out", tmp_path / "pythia-tiny")
-    rows = [{"Input": f"Review {i}: the paper is <b>clear</b> & the method works on {i} tasks!!",
-             "Output": f"The reviewers agree the paper is clear; results on {i} tasks."} for i in range(12)]
+    rows = [
+        {
+            "Input": f"Review {i}: the paper is <b>clear</b> & the method works on {i} tasks!!",
+            "Output": f"The reviewers agree the paper is clear; results on {i} tasks.",
+        }
+        for i in range(12)
+    ]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     config = EXAMPLES / "meta-review-summary" / "config.yaml"
     sets = [f"data.sources.0.path={data}", f"model.name_or_path={tmp_path / 'pythia-tiny'}", "data.max_length=128"]
@@ -147,7 +191,16 @@ def test_meta_review_summary_twin_on_tiny_gpt_neox_exports(tmp_path, monkeypatch
     assert {"rouge1", "rouge2", "rougeL"} <= set(metrics) and "base" in metrics["rouge1"]
     assert (run.eval / "outputs.csv").exists()  # the base-vs-tuned sheet for manual review
     capsys.readouterr()
-    cli("generate", run.root, "--prompt", "Summarize these reviews:\nReview 1: the paper is clear", "--repetition-penalty", "1.3", "--max-new-tokens", "16")
+    cli(
+        "generate",
+        run.root,
+        "--prompt",
+        "Summarize these reviews:\nReview 1: the paper is clear",
+        "--repetition-penalty",
+        "1.3",
+        "--max-new-tokens",
+        "16",
+    )
     assert capsys.readouterr().out.strip()
     pytest.importorskip("llama_cpp")
     cli("export", run.root, "--gguf", "f16", "q8_0")  # the recipe itself writes q8_0
@@ -161,17 +214,30 @@ def test_finetome_then_gsm8k_twin(tmp_path, monkeypatch, capsys):
     gsm8k = shared_path("gsm8k", "train.jsonl")
     monkeypatch.chdir(tmp_path)
     # mlabonne/FineTome-100k: conversations (from/value), source, score
-    sharegpt = [{"conversations": [{"from": "human", "value": r["messages"][0]["content"]},
-                                   {"from": "gpt", "value": r["messages"][1]["content"]}],
-                 "source": "infini-instruct-top-500k", "score": 4.5 + i / 100} for i, r in enumerate(chat_rows(16, "tome", 4))]
+    sharegpt = [
+        {
+            "conversations": [
+                {"from": "human", "value": r["messages"][0]["content"]},
+                {"from": "gpt", "value": r["messages"][1]["content"]},
+            ],
+            "source": "infini-instruct-top-500k",
+            "score": 4.5 + i / 100,
+        }
+        for i, r in enumerate(chat_rows(16, "tome", 4))
+    ]
     data = write_jsonl(tmp_path / "finetome.jsonl", sharegpt)
     sft_sets = [f"data.sources.0.path={data}", "model.name_or_path=tiny:llama"]
     cli("data", "check", EXAMPLES / "finetome-then-gsm8k" / "sft.yaml", *[x for s in sft_sets for x in ("--set", s)])
     sft = smoke_run(EXAMPLES / "finetome-then-gsm8k" / "sft.yaml", tmp_path, *sft_sets)
     grpo_sets = [
-        f"data.sources.0.path={gsm8k}", "data.sources.0.name=null", "data.sources.0.limit=40",
-        f"train.init_from={sft.root}", "model.name_or_path=tiny:llama",
-        "grpo.num_generations=2", "grpo.max_completion_length=8", "eval.max_new_tokens=8",
+        f"data.sources.0.path={gsm8k}",
+        "data.sources.0.name=null",
+        "data.sources.0.limit=40",
+        f"train.init_from={sft.root}",
+        "model.name_or_path=tiny:llama",
+        "grpo.num_generations=2",
+        "grpo.max_completion_length=8",
+        "eval.max_new_tokens=8",
     ]
     grpo = smoke_run(EXAMPLES / "finetome-then-gsm8k" / "grpo.yaml", tmp_path, *grpo_sets)
     assert grpo.read_manifest().method == "grpo"

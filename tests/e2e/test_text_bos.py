@@ -20,7 +20,9 @@ def test_bos_first_for_text_prompts_and_training_on_stories260k():
     assert expects_bos(tokenizer) and bos == 1
     text = tokenize_example(tokenizer, {"text": "Once upon a time"})
     assert text.input_ids[0] == bos and text.input_ids.count(bos) == 1 and text.input_ids[-1] == tokenizer.eos_token_id
-    chat = tokenize_example(tokenizer, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})
+    chat = tokenize_example(
+        tokenizer, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    )
     assert chat.input_ids[0] == bos and chat.labels[0] == -100  # BOS is never a target
     assert prompt_ids(tokenizer, [{"role": "user", "content": "Hi"}])[0] == bos
     assert with_bos(tokenizer, [bos, 5]) == [bos, 5]  # never doubled

@@ -37,8 +37,14 @@ def write_config(tmp_path: Path, tracking: str) -> Path:
 def tunesmith(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MLFLOW_"))}
     environ.update(PYTHONPATH=str(SRC), TUNESMITH_NO_PROGRESS="1", HOME=str(cwd), **env)  # HOME: no ~/.netrc key
-    return subprocess.run([sys.executable, "-m", "tunesmith.cli.main", *args], capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env=environ)
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=environ,
+    )
 
 
 def closed_port() -> int:
@@ -65,7 +71,9 @@ def test_mlflow_file_store_gets_params_metrics_per_step_and_the_report(tmp_path,
     client = MlflowClient(tracking_uri=store)
     logged = client.get_run(recorded["run_id"])
     assert client.get_experiment(logged.info.experiment_id).name == "tunesmith-test"
-    assert logged.data.params["tunesmith.train.mode"] == "lora" and logged.data.params["tunesmith.train.max_steps"] == "4"
+    assert (
+        logged.data.params["tunesmith.train.mode"] == "lora" and logged.data.params["tunesmith.train.max_steps"] == "4"
+    )
     losses = client.get_metric_history(recorded["run_id"], "loss")
     ours = [r["loss"] for r in run.read_metrics() if "loss" in r]
     assert [m.step for m in losses] == [1, 2, 3, 4]
@@ -118,7 +126,10 @@ def test_tracker_that_cannot_start_stops_the_run_before_training(tmp_path):
     config = write_config(tmp_path, f"{{report_to: [mlflow], uri: 'http://127.0.0.1:{closed_port()}'}}")
     done = tunesmith("train", str(config), cwd=tmp_path)
     assert done.returncode == 2
-    assert "tracking: mlflow cannot start: http://127.0.0.1" in done.stderr and "tracking.on_error: continue" in done.stderr
+    assert (
+        "tracking: mlflow cannot start: http://127.0.0.1" in done.stderr
+        and "tracking.on_error: continue" in done.stderr
+    )
     assert "Traceback" not in done.stderr
     assert not RunDir.of(tmp_path / "runs" / "tracked").metrics.exists()  # no step was trained
 
@@ -131,7 +142,9 @@ def test_wandb_without_a_key_stops_and_names_offline_mode(tmp_path):
 
 
 def test_on_error_continue_trains_without_the_tracker(tmp_path):
-    config = write_config(tmp_path, f"{{report_to: [mlflow], uri: 'http://127.0.0.1:{closed_port()}', on_error: continue}}")
+    config = write_config(
+        tmp_path, f"{{report_to: [mlflow], uri: 'http://127.0.0.1:{closed_port()}', on_error: continue}}"
+    )
     done = tunesmith("train", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "warning: tracking: mlflow cannot start" in done.stderr and "continues without it" in done.stderr

@@ -24,7 +24,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNESMITH_NO_PROGRESS": "1"}
 
 def write_config(tmp_path: Path, name: str = "t", **train) -> Path:
     data = write_chat_data(tmp_path, n=64)
-    settings = dict(max_steps=8, batch_size=4, grad_accum=2, learning_rate=3e-3, logging_steps=1, save_steps=2, save_total_limit=2)
+    settings = dict(
+        max_steps=8, batch_size=4, grad_accum=2, learning_rate=3e-3, logging_steps=1, save_steps=2, save_total_limit=2
+    )
     settings.update(train)
     raw = {
         "run": {"name": name, "output_dir": str(tmp_path / "runs")},
@@ -70,7 +72,10 @@ def resume_problems(run: Path, checkpoint_step: int) -> list[str]:
     problems = []
     resumes = json.loads((run / "manifest.json").read_text()).get("resumes") or [{}]
     last = resumes[-1]
-    if not str(last.get("from", "")).endswith(f"step-{checkpoint_step}") or last.get("checkpoint_step") != checkpoint_step:
+    if (
+        not str(last.get("from", "")).endswith(f"step-{checkpoint_step}")
+        or last.get("checkpoint_step") != checkpoint_step
+    ):
         problems.append(f"manifest does not record resuming from step-{checkpoint_step}: {last}")
     if last.get("first_step") != checkpoint_step + 1:
         problems.append(f"the resumed process trained step {last.get('first_step')} first, not {checkpoint_step + 1}")
@@ -85,7 +90,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert tunesmith("train", str(whole)).returncode == 0
     killed = write_config(tmp_path, name="killed")
     run = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli.main", "train", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli.main", "train", str(killed)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600  # generous: a loaded 2-core CI machine starts slowly
     while not (run / "checkpoints" / "step-4").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -96,7 +106,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     reference = tmp_path / "runs" / "whole"
     assert losses(run) == pytest.approx(losses(reference), abs=1e-6)
-    a, b = load_file(reference / "final" / "adapter_model.safetensors"), load_file(run / "final" / "adapter_model.safetensors")
+    a, b = (
+        load_file(reference / "final" / "adapter_model.safetensors"),
+        load_file(run / "final" / "adapter_model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-6", "step-8"]
     assert resume_problems(run, checkpoint_step=4) == []
@@ -158,6 +171,12 @@ print(out.shape[1] - ids["input_ids"].shape[1])
 def test_final_adapter_loads_with_plain_transformers_and_peft(tmp_path):
     config = write_config(tmp_path, max_steps=4, save_steps=100)
     assert tunesmith("train", str(config)).returncode == 0
-    out = subprocess.run([sys.executable, "-c", PLAIN_LOAD, str(tmp_path / "runs" / "t")], env=ENV, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_LOAD, str(tmp_path / "runs" / "t")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip().splitlines()[-1]) >= 1

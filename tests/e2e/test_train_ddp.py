@@ -29,8 +29,21 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
         "tracking: {report_to: [none]}\n"
     )
     result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", "-m", "tunesmith.cli.main", "train", str(config)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            "-m",
+            "tunesmith.cli.main",
+            "train",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.count("trained 4 steps") == 1  # one summary, from rank 0

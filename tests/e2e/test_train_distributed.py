@@ -57,16 +57,29 @@ def write_config(tmp_path: Path, name: str, batch: int, distributed: str = "auto
 
 
 def env() -> dict:
-    return dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1",
-                TUNESMITH_NO_PROGRESS="1")
+    return dict(
+        os.environ,
+        PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        OMP_NUM_THREADS="1",
+        TUNESMITH_NO_PROGRESS="1",
+    )
 
 
 def run_worker(config: Path, out: Path, processes: int, *extra: str) -> None:
     if processes == 1:
         cmd = [sys.executable, str(WORKER), str(config), str(out), *extra]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
-               f"--master-port={free_port()}", str(WORKER), str(config), str(out), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={processes}",
+            f"--master-port={free_port()}",
+            str(WORKER),
+            str(config),
+            str(out),
+            *extra,
+        ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env(), cwd=config.parent)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
@@ -143,8 +156,14 @@ def test_fsdp_two_processes_match_one_process_and_load_into_one(tmp_path, single
     assert max_difference(_adapter_as_trained(run.final, ranks[0]), ranks[0]) == 0.0
     assert max_difference(_adapter_as_trained(run.checkpoints / "step-4", ranks[0]), ranks[0]) == 0.0
     for command in (["eval", str(run.root)], ["export", str(run.root), "--gguf", "f16"]):
-        done = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", *command], capture_output=True, text=True,
-                              timeout=300, env=env(), cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, "-m", "tunesmith.cli.main", *command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env(),
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert (run.eval / "metrics.json").exists() and list(run.export.glob("*f16.gguf"))
 
@@ -154,9 +173,30 @@ def test_two_nodes_one_process_each_on_localhost(tmp_path):
     config = write_config(tmp_path, "nodes", batch=4, distributed="ddp")
     port = str(free_port())
     nodes = [
-        subprocess.Popen([sys.executable, "-m", "tunesmith.cli.main", "train", str(config), "--processes", "1", "--nnodes", "2",
-                          "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=tmp_path)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tunesmith.cli.main",
+                "train",
+                str(config),
+                "--processes",
+                "1",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                port,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=tmp_path,
+        )
         for rank in (0, 1)
     ]
     outputs = [node.communicate(timeout=600) for node in nodes]

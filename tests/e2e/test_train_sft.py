@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunesmith.config import load_config
-from tunesmith.train.api import train
-from tunesmith.run_dir import RunDir
 from tests.conftest import shared_path
+from tunesmith.config import load_config
+from tunesmith.run_dir import RunDir
+from tunesmith.train.api import train
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,14 @@ def write_chat_data(folder: Path, n: int = 48, seed: int = 0) -> Path:
     rows = []
     for _ in range(n):
         a, b = rng.randint(1, 40), rng.randint(1, 40)
-        rows.append({"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": f"The answer is {a + b}."}]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What is {a} plus {b}?"},
+                    {"role": "assistant", "content": f"The answer is {a + b}."},
+                ]
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "chat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -32,7 +39,9 @@ def write_chat_data(folder: Path, n: int = 48, seed: int = 0) -> Path:
 
 def sft_config(tmp_path: Path, model: str, **train):
     data = write_chat_data(tmp_path)
-    settings = dict(max_steps=12, batch_size=4, grad_accum=1, learning_rate=3e-3, logging_steps=1, save_steps=6, warmup_ratio=0.0)
+    settings = dict(
+        max_steps=12, batch_size=4, grad_accum=1, learning_rate=3e-3, logging_steps=1, save_steps=6, warmup_ratio=0.0
+    )
     settings.update(train)
     raw = {
         "run": {"name": "t", "output_dir": str(tmp_path / "runs")},
@@ -45,7 +54,9 @@ def sft_config(tmp_path: Path, model: str, **train):
 
 
 def first_last_loss(run_dir: Path) -> tuple[float, float]:
-    losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    losses = [
+        json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    ]
     return losses[0], losses[-1]
 
 
@@ -119,7 +130,13 @@ def test_batch_8_equals_batch_2_times_accum_4(tmp_path):
         config = sft_config(tmp_path / f"b{batch}", "tiny:qwen2", max_steps=3, batch_size=batch, grad_accum=accum)
         config.lora.dropout = 0.0  # dropout draws differ per micro-batch
         result = train(config)
-        losses.append([json.loads(x)["loss"] for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x])
+        losses.append(
+            [
+                json.loads(x)["loss"]
+                for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+                if '"loss"' in x
+            ]
+        )
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
 
 
@@ -136,7 +153,10 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
 
     monkeypatch.setattr(sft, "loss_on_trained_positions", poisoned)
     config = sft_config(tmp_path, "tiny:qwen2", max_steps=8, save_steps=2)
-    with pytest.raises(TrainingError, match=r"the loss became nan at step 4; the last good checkpoint is kept at .*step-2 \(continue with --resume\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"the loss became nan at step 4; the last good checkpoint is kept at .*step-2 \(continue with --resume\)",
+    ):
         train(config)
     assert sorted(p.name for p in (tmp_path / "runs" / "t" / "checkpoints").iterdir()) == ["step-2"]
 
@@ -148,11 +168,17 @@ def test_init_from_continues_the_previous_runs_adapter_on_its_base(tmp_path):
     config.run.name = "second"
     second = train(config)
     manifest = json.loads((second.run_dir / "manifest.json").read_text())
-    assert manifest["base_model"] == str(RunDir.of(first.run_dir).base_model) and manifest["init_from"] == str(first.run_dir)
+    assert manifest["base_model"] == str(RunDir.of(first.run_dir).base_model) and manifest["init_from"] == str(
+        first.run_dir
+    )
     assert not (second.run_dir / "base_model").exists()
     # it starts where the first run ended, not from a fresh adapter
     (first_start, first_end), (second_start, _) = first_last_loss(first.run_dir), first_last_loss(second.run_dir)
-    assert first_start - second_start > 0.5 and abs(second_start - first_end) < 0.3, (first_start, first_end, second_start)
+    assert first_start - second_start > 0.5 and abs(second_start - first_end) < 0.3, (
+        first_start,
+        first_end,
+        second_start,
+    )
 
 
 def test_notebook_run_train_then_use(tmp_path, tiny_qwen2):

@@ -46,7 +46,11 @@ def make_lora_run(
     torch.manual_seed(seed)
     model = get_peft_model(
         load_model(str(base), dtype=torch.float32),
-        LoraConfig(r=4, lora_alpha=8, target_modules=target_modules if isinstance(target_modules, str) else list(target_modules)),
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
+        ),
     )
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -25,9 +25,14 @@ def test_help_lists_every_command_quickly():
     # Lazy imports: no torch/transformers at --help. (Wall time is only a loose guard; the import check is the real one.)
     assert elapsed < 5
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; from tunesmith.cli.main import main; main(['--help']) if False else None; "
-         "import tunesmith.cli.main as m; m.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tunesmith.cli.main import main; main(['--help']) if False else None; "
+            "import tunesmith.cli.main as m; m.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert probe.stdout.strip() == "False False"
 

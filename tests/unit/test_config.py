@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.config.show import render_config
 from tunesmith.config.schema import Config
+from tunesmith.config.show import render_config
 from tunesmith.errors import ConfigError
 
 
@@ -30,20 +30,28 @@ def test_unknown_key_names_path_and_suggests(tmp_path):
 
 def test_keys_from_other_sections_and_tools_point_to_their_place(tmp_path):
     # A flat JSON config as written for a plain transformers/peft script: every key gets its tunesmith path.
-    flat = {"learning_rate": 2e-4, "num_train_epochs": 3, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 512,
-            "train": {"lora_r": 8, "seed": 1}}
+    flat = {
+        "learning_rate": 2e-4,
+        "num_train_epochs": 3,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "max_seq_length": 512,
+        "train": {"lora_r": 8, "seed": 1},
+    }
     path = write(tmp_path, json.dumps(flat), "flat.json")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert sorted(info.value.problems) == sorted([
-        "learning_rate: unknown key 'learning_rate'; did you mean 'train.learning_rate'?",
-        "num_train_epochs: unknown key 'num_train_epochs'; did you mean 'train.epochs'?",
-        "lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
-        "lora_alpha: unknown key 'lora_alpha'; did you mean 'lora.alpha'?",
-        "max_seq_length: unknown key 'max_seq_length'; did you mean 'data.max_length'?",
-        "train.lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
-        "train.seed: unknown key 'seed'; did you mean 'run.seed'?",
-    ])
+    assert sorted(info.value.problems) == sorted(
+        [
+            "learning_rate: unknown key 'learning_rate'; did you mean 'train.learning_rate'?",
+            "num_train_epochs: unknown key 'num_train_epochs'; did you mean 'train.epochs'?",
+            "lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
+            "lora_alpha: unknown key 'lora_alpha'; did you mean 'lora.alpha'?",
+            "max_seq_length: unknown key 'max_seq_length'; did you mean 'data.max_length'?",
+            "train.lora_r: unknown key 'lora_r'; did you mean 'lora.r'?",
+            "train.seed: unknown key 'seed'; did you mean 'run.seed'?",
+        ]
+    )
     # The same key spelt alike inside its own section still wins.
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         load_config(data={"train": {"epoch": 3}})
@@ -77,7 +85,9 @@ def test_split_shares_must_leave_training_rows():
 
 def test_overrides_are_typed_by_schema(tmp_path):
     path = write(tmp_path, "train: {learning_rate: 2e-4}\ndata:\n  sources:\n    - {path: a.jsonl}\n")
-    cfg = load_config(path, ["train.learning_rate=1e-4", "train.max_steps=7", "data.sources.0.limit=5", "tracking.report_to=[none]"])
+    cfg = load_config(
+        path, ["train.learning_rate=1e-4", "train.max_steps=7", "data.sources.0.limit=5", "tracking.report_to=[none]"]
+    )
     assert cfg.train.learning_rate == pytest.approx(1e-4)
     assert cfg.train.max_steps == 7
     assert cfg.data.sources[0].limit == 5
@@ -123,4 +133,4 @@ def test_show_prints_every_section_with_help(tmp_path):
     for section in ["run", "model", "data", "method", "lora", "quantization", "train", "eval", "export", "tracking"]:
         assert f"\n{section}:" in "\n" + text
     assert "learning_rate: 0.0002  # Peak learning rate." in text
-    assert "name_or_path: \"tiny:qwen2\"" in text
+    assert 'name_or_path: "tiny:qwen2"' in text

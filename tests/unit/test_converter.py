@@ -88,4 +88,3 @@ def test_llama_cpp_checkout_override_must_hold_the_converter(tmp_path, monkeypat
     monkeypatch.setenv("TUNESMITH_LLAMA_CPP", str(tmp_path))
     with pytest.raises(ExportError, match="no convert_hf_to_gguf.py there"):
         converter_dir()
-

@@ -23,7 +23,10 @@ EXPECTED = [
     (7, "turn 1 (user): content is a number, expected a string"),
     (8, "no assistant turn: nothing to train on"),
     (9, "exact duplicate of line 1"),
-    (10, "turn 1: unknown key 'text' (expected content, name, reasoning_content, role, thinking, tool_call_id, tool_calls, weight)"),
+    (
+        10,
+        "turn 1: unknown key 'text' (expected content, name, reasoning_content, role, thinking, tool_call_id, tool_calls, weight)",
+    ),
     (10, "turn 1 (user): content is null, expected a string"),
     (12, "row is a JSON list, expected an object"),
     (13, "invalid UTF-8: byte 0xe9 at column 47"),
@@ -38,10 +41,12 @@ def test_every_problem_kind_with_its_line():
 
 
 def test_cli_prints_file_line_messages_and_exits_1():
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(PROBLEMS)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(PROBLEMS)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert lines[:len(EXPECTED)] == [f"{PROBLEMS}:{line}: {message}" for line, message in EXPECTED]
+    assert lines[: len(EXPECTED)] == [f"{PROBLEMS}:{line}: {message}" for line, message in EXPECTED]
     assert lines[-1].startswith("14 problems in 12 rows in 1 file (")
     assert "Traceback" not in proc.stdout + proc.stderr
 
@@ -56,7 +61,15 @@ def test_clean_file_exits_0_and_usage_errors_exit_2(capsys):
 def test_empty_file_and_other_formats():
     empty = check_paths([FIXTURES / "empty.jsonl"])
     assert [str(p) for p in empty.problems] == [f"{FIXTURES / 'empty.jsonl'}:1: empty file: no rows"]
-    for name in ("messages.jsonl", "sharegpt.json", "alpaca.json", "prompt_completion.jsonl", "text.jsonl", "alpaca.tsv", "plain.txt"):
+    for name in (
+        "messages.jsonl",
+        "sharegpt.json",
+        "alpaca.json",
+        "prompt_completion.jsonl",
+        "text.jsonl",
+        "alpaca.tsv",
+        "plain.txt",
+    ):
         assert check_paths([FIXTURES / name]).total == 0, name
 
 
@@ -70,8 +83,12 @@ def test_turn_order_rules():
     roles = lambda *rs: [{"role": r, "content": "x"} for r in rs]  # noqa: E731
     assert message_problems(roles("user", "assistant", "user", "assistant")) == []
     assert message_problems(roles("user", "user", "assistant")) == [("turn-order", "turn 2: two 'user' turns in a row")]
-    assert message_problems(roles("user", "assistant", "system", "user", "assistant")) == [("turn-order", "turn 3: system turn after the first turn")]
-    assert message_problems(roles("user", "tool", "assistant")) == [("turn-order", "turn 2: tool turn not after an assistant tool call")]
+    assert message_problems(roles("user", "assistant", "system", "user", "assistant")) == [
+        ("turn-order", "turn 3: system turn after the first turn")
+    ]
+    assert message_problems(roles("user", "tool", "assistant")) == [
+        ("turn-order", "turn 2: tool turn not after an assistant tool call")
+    ]
 
 
 def test_too_long_rows_with_a_tokenizer(tiny_qwen2, tmp_path, capsys):
@@ -102,12 +119,17 @@ def _yahoo_config(tmp_path, assistant: str, rows: list[dict]):
 
 
 def test_template_naming_a_missing_column_lists_the_columns_with_did_you_mean(tmp_path, capsys):
-    rows = [{"title": "why is the sky blue?", "questions": "i saw it today"}, {"title": "best pizza?", "questions": "in rome"}]
+    rows = [
+        {"title": "why is the sky blue?", "questions": "i saw it today"},
+        {"title": "best pizza?", "questions": "in rome"},
+    ]
     config, data = _yahoo_config(tmp_path, "{title} {questionBody}", rows)
     assert main(["data", "check", str(config)]) == 1
     out = capsys.readouterr().out.splitlines()
-    expected = ("template.assistant uses column 'questionBody' which the row lacks; "
-                "the row has: questions, title (did you mean 'questions'?)")
+    expected = (
+        "template.assistant uses column 'questionBody' which the row lacks; "
+        "the row has: questions, title (did you mean 'questions'?)"
+    )
     assert out[:2] == [f"{data}:1: {expected}", f"{data}:2: {expected}"]
     fixed, _ = _yahoo_config(tmp_path, "{title} {questions}", rows)
     assert main(["data", "check", str(fixed)]) == 0
@@ -118,10 +140,16 @@ def test_null_cells_are_file_line_problems_and_training_refuses_them(tmp_path, c
     from tunesmith.data.splits import prepare_splits
     from tunesmith.errors import DataError
 
-    rows = [{"title": "why is the sky blue?", "questions": "i saw it today"}, {"title": "best pizza?", "questions": None}]
+    rows = [
+        {"title": "why is the sky blue?", "questions": "i saw it today"},
+        {"title": "best pizza?", "questions": None},
+    ]
     config, data = _yahoo_config(tmp_path, "{title} {questions}", rows)
     assert main(["data", "check", str(config)]) == 1
-    assert capsys.readouterr().out.splitlines()[0] == f"{data}:2: template.assistant: column 'questions' is null (it would be trained as the text 'None')"
+    assert (
+        capsys.readouterr().out.splitlines()[0]
+        == f"{data}:2: template.assistant: column 'questions' is null (it would be trained as the text 'None')"
+    )
     try:
         prepare_splits(load_config(config))
     except DataError as exc:

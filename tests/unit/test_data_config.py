@@ -19,7 +19,9 @@ def _config(tmp_path, model: str, extra_source: dict | None = None):
         {"path": str(FIXTURES / "messages.jsonl"), "use_as": "test"},
     ] + ([extra_source] if extra_source else [])
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model": {"name_or_path": model}, "data": {"system_prompt": "Be brief.", "sources": sources}}))
+    path.write_text(
+        json.dumps({"model": {"name_or_path": model}, "data": {"system_prompt": "Be brief.", "sources": sources}})
+    )
     return path
 
 
@@ -38,4 +40,7 @@ def test_check_config_reports_bad_rows_in_sources(tmp_path):
     result = check_config(path)
     assert result.total == 14 and result.counts["invalid-json"] == 1 and result.counts["duplicate"] == 1
     # The system prompt the config adds does not shift turn numbers: they point into the file.
-    assert f"{FIXTURES / 'problems.jsonl'}:4: turn 2: unknown role 'bot' (expected system, user, assistant, tool)" in map(str, result.problems)
+    assert (
+        f"{FIXTURES / 'problems.jsonl'}:4: turn 2: unknown role 'bot' (expected system, user, assistant, tool)"
+        in map(str, result.problems)
+    )

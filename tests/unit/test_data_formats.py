@@ -32,7 +32,10 @@ def test_sharegpt_roles_and_system_column():
     examples, fmt, reason = _load(FIXTURES / "sharegpt.json")
     assert reason == "sharegpt: key 'conversations' with from/value turns"
     assert examples[0]["messages"] == [
-        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
     assert [m["role"] for m in examples[1]["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
     assert examples[1]["messages"][0]["content"] == "Use tools."
 
@@ -40,14 +43,26 @@ def test_sharegpt_roles_and_system_column():
 def test_alpaca_input_system_and_history():
     examples, fmt, _ = _load(FIXTURES / "alpaca.json")
     assert fmt == "alpaca"
-    assert examples[0]["messages"] == [{"role": "user", "content": "Translate to French\ncat"}, {"role": "assistant", "content": "chat"}]
-    assert [m["content"] for m in examples[1]["messages"]] == ["You translate.", "Translate cat", "chat", "And dog?", "chien"]
+    assert examples[0]["messages"] == [
+        {"role": "user", "content": "Translate to French\ncat"},
+        {"role": "assistant", "content": "chat"},
+    ]
+    assert [m["content"] for m in examples[1]["messages"]] == [
+        "You translate.",
+        "Translate cat",
+        "chat",
+        "And dog?",
+        "chien",
+    ]
 
 
 def test_prompt_completion_strings_and_message_lists():
     examples, fmt, _ = _load(FIXTURES / "prompt_completion.jsonl")
     assert fmt == "prompt_completion"
-    assert examples[0]["messages"] == [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris"}]
+    assert examples[0]["messages"] == [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris"},
+    ]
     assert [m["role"] for m in examples[1]["messages"]] == ["system", "user", "assistant"]
 
 
@@ -69,11 +84,17 @@ def test_template_over_csv_columns_and_tsv_alpaca():
 
 
 def test_columns_rename_and_system_prompt():
-    examples, fmt, _ = _load(FIXTURES / "questions.csv", format="prompt_completion",
-                             columns={"prompt": "title", "completion": "questions"}, system_prompt="Be kind.")
+    examples, fmt, _ = _load(
+        FIXTURES / "questions.csv",
+        format="prompt_completion",
+        columns={"prompt": "title", "completion": "questions"},
+        system_prompt="Be kind.",
+    )
     assert examples[1]["messages"] == [
-        {"role": "system", "content": "Be kind."}, {"role": "user", "content": "Git undo"},
-        {"role": "assistant", "content": "How to undo a commit?"}]
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Git undo"},
+        {"role": "assistant", "content": "How to undo a commit?"},
+    ]
 
 
 def test_ambiguous_and_unknown_formats_are_errors():
@@ -81,7 +102,10 @@ def test_ambiguous_and_unknown_formats_are_errors():
         _load(FIXTURES / "ambiguous.jsonl")
     with pytest.raises(DataError, match=r"cannot detect the format from the keys \['questions', 'title'\]"):
         _load(FIXTURES / "questions.csv")
-    assert detect_format([{"question": "q", "answer": "a"}]) == ("prompt_completion", "prompt_completion: keys 'question' and 'answer'")
+    assert detect_format([{"question": "q", "answer": "a"}]) == (
+        "prompt_completion",
+        "prompt_completion: keys 'question' and 'answer'",
+    )
 
 
 def test_template_missing_column_names_it():
@@ -118,8 +142,13 @@ def test_weights_limit_sample_and_explicit_splits(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("".join(f'{{"text": "a{i}"}}\n' for i in range(100)))
     b.write_text("".join(f'{{"text": "b{i}"}}\n' for i in range(100)))
-    raw = {"run": {"seed": 3}, "data": {"split": {"val": 0.1, "test": 0.1}, "sources": [
-        {"path": str(a), "weight": 3.0}, {"path": str(b), "weight": 1.0, "sample": 40}]}}
+    raw = {
+        "run": {"seed": 3},
+        "data": {
+            "split": {"val": 0.1, "test": 0.1},
+            "sources": [{"path": str(a), "weight": 3.0}, {"path": str(b), "weight": 1.0, "sample": 40}],
+        },
+    }
     splits = prepare_splits(load_config(data=raw))
     train = [e["text"] for e in splits["train"]]
     assert len(train) == 80 + 32  # train parts of 100 + 40 rows keep their total
@@ -134,10 +163,20 @@ def test_weights_limit_sample_and_explicit_splits(tmp_path):
 
 def test_cleaning_rules(tmp_path):
     path = tmp_path / "c.jsonl"
-    rows = ['{"text": "<b>Hello</b>   world &amp; more!!"}', '{"text": "<b>Hello</b>   world &amp; more!!"}',
-            '{"text": "drop me SPAM"}', '{"text": "tiny"}']
+    rows = [
+        '{"text": "<b>Hello</b>   world &amp; more!!"}',
+        '{"text": "<b>Hello</b>   world &amp; more!!"}',
+        '{"text": "drop me SPAM"}',
+        '{"text": "tiny"}',
+    ]
     path.write_text("\n".join(rows) + "\n")
-    clean = {"strip_html": True, "normalize_whitespace": True, "keep_chars": r"a-zA-Z0-9\s", "drop_regex": ["SPAM"], "min_chars": 5}
+    clean = {
+        "strip_html": True,
+        "normalize_whitespace": True,
+        "keep_chars": r"a-zA-Z0-9\s",
+        "drop_regex": ["SPAM"],
+        "min_chars": 5,
+    }
     config = load_config(data={"data": {"sources": [{"path": str(path)}], "clean": clean}})
     (source,) = load_sources(config)
     assert [e["text"] for e in source.examples] == ["Hello world more"]  # keep_chars drops "&", then spaces collapse
@@ -167,11 +206,16 @@ def test_gsm8k_loads_with_answer_in_meta():
 
 
 def test_sharegpt_tags_from_dataset_info(tmp_path):
-    (tmp_path / "d.json").write_text('[{"msgs": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]')
+    (tmp_path / "d.json").write_text(
+        '[{"msgs": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]'
+    )
     (tmp_path / "dataset_info.json").write_text(
         '{"mine": {"file_name": "d.json", "formatting": "sharegpt", "columns": {"messages": "msgs"},'
-        ' "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}')
-    config = load_config(data={"data": {"sources": [{"dataset_info": str(tmp_path / "dataset_info.json"), "dataset": "mine"}]}})
+        ' "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}'
+    )
+    config = load_config(
+        data={"data": {"sources": [{"dataset_info": str(tmp_path / "dataset_info.json"), "dataset": "mine"}]}}
+    )
     examples, fmt, _ = load_source(config.data.sources[0], config)
     assert fmt == "sharegpt" and examples[0]["messages"][1] == {"role": "assistant", "content": "yo"}
 
@@ -184,10 +228,15 @@ def test_parquet_file_and_folder_of_files(tmp_path):
     pq.write_table(pa.table(rows), tmp_path / "alpaca.parquet")
     examples, fmt, _ = _load(tmp_path / "alpaca.parquet")
     assert fmt == "alpaca"
-    assert examples[1]["messages"] == [{"role": "user", "content": "Name a colour"}, {"role": "assistant", "content": "blue"}]
+    assert examples[1]["messages"] == [
+        {"role": "user", "content": "Name a colour"},
+        {"role": "assistant", "content": "blue"},
+    ]
     folder = tmp_path / "parts"
     folder.mkdir()
     for i in range(2):
         pq.write_table(pa.table({"text": [f"part {i} row {j}" for j in range(3)]}), folder / f"part-{i}.parquet")
     examples, fmt, _ = _load(folder)
-    assert fmt == "text" and sorted(e["text"] for e in examples) == sorted(f"part {i} row {j}" for i in range(2) for j in range(3))
+    assert fmt == "text" and sorted(e["text"] for e in examples) == sorted(
+        f"part {i} row {j}" for i in range(2) for j in range(3)
+    )

@@ -64,11 +64,31 @@ def test_llamafactory_dataset_info_entries(tmp_path):
     dpo, kto = dict(info["dpo_en_demo"]), dict(info["kto_en_demo"])
     dpo["file_name"], kto["file_name"] = "pairs.json", "kto.json"
     (tmp_path / "dataset_info.json").write_text(json.dumps({"pairs": dpo, "kto": kto}))
-    (tmp_path / "pairs.json").write_text(json.dumps([
-        {"conversations": [{"from": "human", "value": "Say hi"}], "chosen": {"from": "gpt", "value": "Hi!"}, "rejected": {"from": "gpt", "value": "No."}}]))
-    (tmp_path / "kto.json").write_text(json.dumps([
-        {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}], "label": True},
-        {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "No."}], "label": False}]))
+    (tmp_path / "pairs.json").write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [{"from": "human", "value": "Say hi"}],
+                    "chosen": {"from": "gpt", "value": "Hi!"},
+                    "rejected": {"from": "gpt", "value": "No."},
+                }
+            ]
+        )
+    )
+    (tmp_path / "kto.json").write_text(
+        json.dumps(
+            [
+                {
+                    "messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}],
+                    "label": True,
+                },
+                {
+                    "messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "No."}],
+                    "label": False,
+                },
+            ]
+        )
+    )
     info_path = str(tmp_path / "dataset_info.json")
     pairs, fmt, reason = _load_entry(info_path, "pairs")
     assert fmt == "preference" and "entry 'pairs'" in reason
@@ -100,23 +120,48 @@ def test_bad_pairs_file_line_messages():
 
 def test_bad_labels_and_one_class():
     result = check_paths([FIXTURES / "bad_kto.jsonl"])
-    assert [(p.line, p.kind) for p in result.problems] == [(2, "non-boolean-label"), (3, "non-boolean-label"), (1, "one-label-class")]
+    assert [(p.line, p.kind) for p in result.problems] == [
+        (2, "non-boolean-label"),
+        (3, "non-boolean-label"),
+        (1, "one-label-class"),
+    ]
     assert result.problems[0].message == 'label is "yes" (a string), expected true or false'
-    assert result.problems[2].message == "every labelled row (1) has label true: KTO needs both classes, add rows labelled false (undesirable)"
+    assert (
+        result.problems[2].message
+        == "every labelled row (1) has label true: KTO needs both classes, add rows labelled false (undesirable)"
+    )
 
 
 def test_label_classes_counted_across_files(tmp_path):
     """Desirable and undesirable rows in two files of one config are fine; drop one file and the check fires."""
-    good = _write_jsonl(tmp_path / "good.jsonl", [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "label": True}])
-    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}], "label": False}])
-    both = load_config(data={"method": "kto", "model": {"name_or_path": "tiny:qwen2"}, "data": {"sources": [{"path": str(good)}, {"path": str(bad)}]}})
+    good = _write_jsonl(
+        tmp_path / "good.jsonl",
+        [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "label": True}],
+    )
+    bad = _write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}], "label": False}],
+    )
+    both = load_config(
+        data={
+            "method": "kto",
+            "model": {"name_or_path": "tiny:qwen2"},
+            "data": {"sources": [{"path": str(good)}, {"path": str(bad)}]},
+        }
+    )
     assert check_config(both).total == 0
-    one = load_config(data={"method": "kto", "model": {"name_or_path": "tiny:qwen2"}, "data": {"sources": [{"path": str(good)}]}})
+    one = load_config(
+        data={"method": "kto", "model": {"name_or_path": "tiny:qwen2"}, "data": {"sources": [{"path": str(good)}]}}
+    )
     assert [p.kind for p in check_config(one).problems] == ["one-label-class"]
 
 
 def test_cli_exit_1_file_line_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(FIXTURES / "bad_pairs.jsonl")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "data", "check", str(FIXTURES / "bad_pairs.jsonl")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     path = FIXTURES / "bad_pairs.jsonl"
     assert proc.stdout.splitlines()[: len(BAD_PAIRS)] == [f"{path}:{line}: {message}" for line, message in BAD_PAIRS]
@@ -143,14 +188,22 @@ def test_preference_data_under_sft_is_caught(tmp_path):
 
 
 def test_sft_data_under_dpo_is_caught():
-    data = {"method": "dpo", "model": {"name_or_path": "tiny:qwen2"}, "data": {"sources": [{"path": str(REPO / "tests/fixtures/data/messages.jsonl")}]}}
+    data = {
+        "method": "dpo",
+        "model": {"name_or_path": "tiny:qwen2"},
+        "data": {"sources": [{"path": str(REPO / "tests/fixtures/data/messages.jsonl")}]},
+    }
     result = check_config(load_config(data=data))
     assert [p.kind for p in result.problems] == ["method-mismatch"]
     assert "method 'dpo' trains on preference data" in result.problems[0].message
 
 
 def test_cleaning_and_dedup_see_rejected_answers():
-    a = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "x"}], "rejected": [{"role": "assistant", "content": "y"}]}
+    a = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "x"}],
+        "rejected": [{"role": "assistant", "content": "y"}],
+    }
     b = {**a, "rejected": [{"role": "assistant", "content": "z"}]}
     assert content_key(a) != content_key(b)  # same prompt and chosen, other rejected: not a duplicate
     assert all_texts(a) == ["q", "x", "y"]  # cleaning filters see the rejected answer too
@@ -161,7 +214,9 @@ def test_preview_marks_chosen_and_rejected_answers(tiny_qwen2):
 
     previews = preview_target(str(FIXTURES / "trl.jsonl"), n=2, model=str(tiny_qwen2))
     assert [(p.number, p.part) for p in previews] == [(1, "chosen"), (1, "rejected"), (2, "chosen"), (2, "rejected")]
-    assert "[It is blue.<|im_end|>]" in as_brackets(previews[2]) and "[It is green.<|im_end|>]" in as_brackets(previews[3])
+    assert "[It is blue.<|im_end|>]" in as_brackets(previews[2]) and "[It is green.<|im_end|>]" in as_brackets(
+        previews[3]
+    )
     assert "[" not in as_brackets(previews[2]).split("assistant")[0]  # the prompt gets no loss
 
 
@@ -169,7 +224,12 @@ def test_eval_data_rows_get_the_system_prompt_in_their_scored_prompt():
     from tunesmith.eval.evaluate import with_system
 
     user, good = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}
-    row = {"prompt": [user], "chosen": [good], "rejected": [{"role": "assistant", "content": "go"}], "messages": [user, good]}
+    row = {
+        "prompt": [user],
+        "chosen": [good],
+        "rejected": [{"role": "assistant", "content": "go"}],
+        "messages": [user, good],
+    }
     out = with_system(row, "Be kind.")
     assert out["prompt"][0] == {"role": "system", "content": "Be kind."} and out["prompt"][1:] == [user]
     assert out["messages"][0]["role"] == "system" and out["chosen"] == [good]

@@ -63,7 +63,17 @@ def test_stats_on_10000_rows_under_10_seconds(tiny_qwen2, tmp_path):
         for i in range(10_000):
             question = " ".join(rng.choices(words, k=rng.randint(10, 60)))
             answer = " ".join(rng.choices(words, k=rng.randint(10, 120)))
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"{i}: {question}"}, {"role": "assistant", "content": answer}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"{i}: {question}"},
+                            {"role": "assistant", "content": answer},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     start = time.perf_counter()
     stats = stats_target(str(path), str(tiny_qwen2))
     elapsed = time.perf_counter() - start

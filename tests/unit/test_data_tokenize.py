@@ -37,8 +37,13 @@ def _tokenizer_with(base, name: str):
 
     file, end = TEMPLATES[name]
     tok = copy.deepcopy(base)
-    tok.add_special_tokens({"bos_token": "<s>", "eos_token": end if name != "mistral" else "</s>",
-                            "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "</s>"]})
+    tok.add_special_tokens(
+        {
+            "bos_token": "<s>",
+            "eos_token": end if name != "mistral" else "</s>",
+            "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "</s>"],
+        }
+    )
     text = shared_path("chat_templates", file).read_text()
     tok.chat_template = text.replace("    ", "").replace("\n", "")
     return tok
@@ -67,7 +72,9 @@ def test_loss_is_exactly_assistant_content_plus_end_of_turn(base_tokenizer, name
     expected = [m["content"] + end for m in CONVERSATION if m["role"] == "assistant"]
     # Byte-level BPE glues the template's separating space to the first answer token (Mistral: ' Paris').
     assert [r.lstrip(" ") for r in runs] == expected
-    assert tok.decode(tokenized.input_ids, skip_special_tokens=False) == tok.apply_chat_template(CONVERSATION, tokenize=False)
+    assert tok.decode(tokenized.input_ids, skip_special_tokens=False) == tok.apply_chat_template(
+        CONVERSATION, tokenize=False
+    )
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))
@@ -80,9 +87,9 @@ def test_last_assistant_and_all(base_tokenizer, name):
 
 
 def test_tokenize_dataset_is_cached_by_content(tiny_qwen2, tmp_path, monkeypatch):
-    import tunesmith.data.tokenize as tokenize_module
-
     from transformers import AutoTokenizer
+
+    import tunesmith.data.tokenize as tokenize_module
 
     tok = AutoTokenizer.from_pretrained(tiny_qwen2)
     examples = [{"messages": CONVERSATION[1:3], "meta": {"i": 1}}, {"text": "plain text", "meta": {}}]
@@ -105,9 +112,13 @@ def _review_examples():
     from tunesmith.data.formats import FormatSpec, to_internal
 
     spec = FormatSpec("template", template={"user": "Summarize these reviews:\n{Input}", "assistant": "{Output}"})
-    rows = [{"Input": " ".join(f"Reviewer {i} finds the method sound but the baselines weak." for i in range(30)),
-             "Output": "Accept with minor revisions: stronger baselines are needed."},
-            {"Input": "Short review: clear paper.", "Output": "Accept."}]
+    rows = [
+        {
+            "Input": " ".join(f"Reviewer {i} finds the method sound but the baselines weak." for i in range(30)),
+            "Output": "Accept with minor revisions: stronger baselines are needed.",
+        },
+        {"Input": "Short review: clear paper.", "Output": "Accept."},
+    ]
     return [to_internal(r, spec) for r in rows]
 
 
@@ -123,7 +134,11 @@ def test_truncation_right_left_drop_on_a_summary(tiny_qwen2):
     left = tokenize_conversation(tokenizer, long["messages"], max_length=limit, truncation="left")
     drop = tokenize_conversation(tokenizer, long["messages"], max_length=limit, truncation="drop")
     assert right.truncated and right.num_loss_tokens == 0  # the summary is gone: nothing to learn
-    assert left.truncated and left.input_ids == full.input_ids[-limit:] and [t for t in left.labels if t != IGNORE_INDEX] == answer
+    assert (
+        left.truncated
+        and left.input_ids == full.input_ids[-limit:]
+        and [t for t in left.labels if t != IGNORE_INDEX] == answer
+    )
     assert drop.truncated and drop.input_ids == [] == drop.labels
     same = tokenize_conversation(tokenizer, short["messages"], max_length=limit, truncation="left")
     assert not same.truncated and same.input_ids == tokenize_conversation(tokenizer, short["messages"]).input_ids
@@ -140,11 +155,19 @@ def test_examples_cut_to_no_trained_token_are_dropped_with_a_count(tiny_qwen2, c
     limit = len(tokenize_conversation(tokenizer, examples[0]["messages"]).input_ids) - 40
     split = tokenize_split(tokenizer, examples, DataConfig(max_length=limit), "train")
     assert (len(split.dataset), split.cut_away, split.skipped, split.truncated) == (1, 1, 0, 1)
-    assert f"train: dropped 1 of 2 examples whose trained tokens all lie beyond max_length {limit}" in capsys.readouterr().out
+    assert (
+        f"train: dropped 1 of 2 examples whose trained tokens all lie beyond max_length {limit}"
+        in capsys.readouterr().out
+    )
     kept = tokenize_split(tokenizer, examples, DataConfig(max_length=limit, truncation="left"), "train")
     assert (len(kept.dataset), kept.cut_away) == (2, 0)
     assert trained_tokens_cut(tokenizer, examples, "assistant", limit, "right") == {
-        "max_length": limit, "side": "right", "truncated": 1, "lose_part": 0, "lose_all": 1}
+        "max_length": limit,
+        "side": "right",
+        "truncated": 1,
+        "lose_part": 0,
+        "lose_all": 1,
+    }
     assert trained_tokens_cut(tokenizer, examples, "assistant", limit, "left")["lose_all"] == 0
     edge = len(tokenize_conversation(tokenizer, examples[0]["messages"]).input_ids) - 3  # cuts into the answer
     assert trained_tokens_cut(tokenizer, examples, "assistant", edge, "right")["lose_part"] == 1

@@ -12,10 +12,19 @@ from tests.conftest import shared_path
 from tunesmith.data.formats import FormatSpec, to_internal
 from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_example
 
-SCHEMA = {"name": "convert_currency", "description": "Convert an amount from one currency to another",
-          "parameters": {"type": "object", "properties": {"amount": {"type": "number", "description": "The amount"},
-                                                          "from_currency": {"type": "string"}, "to_currency": {"type": "string"}},
-                         "required": ["amount", "from_currency", "to_currency"]}}
+SCHEMA = {
+    "name": "convert_currency",
+    "description": "Convert an amount from one currency to another",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "number", "description": "The amount"},
+            "from_currency": {"type": "string"},
+            "to_currency": {"type": "string"},
+        },
+        "required": ["amount", "from_currency", "to_currency"],
+    },
+}
 ARGS = {"amount": 500, "from_currency": "USD", "to_currency": "EUR"}
 OUTPUT = '{"converted_amount": 425.5, "from_currency": "USD", "to_currency": "EUR"}'
 ANSWER = "500 US dollars is about 425.50 euros."
@@ -33,8 +42,17 @@ GLAIVE_ROW = {
 OPENAI_ROW = {
     "messages": [
         {"role": "user", "content": "Convert 500 US dollars to euros, please."},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "convert_currency", "arguments": json.dumps(ARGS)}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "convert_currency", "arguments": json.dumps(ARGS)},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": OUTPUT},
         {"role": "assistant", "content": ANSWER},
     ],
@@ -66,8 +84,20 @@ def tokenizers():
     out = {}
     for name, (file, end) in TEMPLATES.items():
         tok = build_tokenizer(None, 1024) if out else base
-        tok.add_special_tokens({"bos_token": "<|begin_of_text|>", "eos_token": end, "additional_special_tokens": [
-            "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"]})
+        tok.add_special_tokens(
+            {
+                "bos_token": "<|begin_of_text|>",
+                "eos_token": end,
+                "additional_special_tokens": [
+                    "<|im_start|>",
+                    "<|im_end|>",
+                    "<|start_header_id|>",
+                    "<|end_header_id|>",
+                    "<|eot_id|>",
+                    "<|eom_id|>",
+                ],
+            }
+        )
         tok.chat_template = shared_path("chat_templates", file).read_text()  # these upstream dumps are used as is
         out[name] = tok
     return out
@@ -96,11 +126,15 @@ def test_tool_schema_in_the_prompt_loss_on_calls_and_answers_not_outputs(tokeniz
     tokenized = tokenize_example(tok, example)
     text = tok.decode(tokenized.input_ids, skip_special_tokens=False)
     assert text == tok.apply_chat_template(example["messages"], tools=example["tools"], tokenize=False)
-    assert "Convert an amount from one currency to another" in text and '"required": ["amount"' in text.replace("\n", "").replace("    ", "")
+    assert "Convert an amount from one currency to another" in text and '"required": ["amount"' in text.replace(
+        "\n", ""
+    ).replace("    ", "")
     runs, prompt = trained_and_prompt_text(tok, tokenized)
     call_args = json.dumps(ARGS)
-    expected_call = {"qwen2.5": f'<tool_call>\n{{"name": "convert_currency", "arguments": {call_args}}}\n</tool_call>{end}',
-                     "llama3.1": f'{{"name": "convert_currency", "parameters": {call_args}}}{end}'}[name]
+    expected_call = {
+        "qwen2.5": f'<tool_call>\n{{"name": "convert_currency", "arguments": {call_args}}}\n</tool_call>{end}',
+        "llama3.1": f'{{"name": "convert_currency", "parameters": {call_args}}}{end}',
+    }[name]
     assert [r.lstrip(" ") for r in runs] == [expected_call, ANSWER + end]
     # the tool's output (Llama 3.1 writes a string output with tojson, quoted) is in the prompt, never trained
     assert "converted_amount" in prompt and not any("converted_amount" in r for r in runs)
@@ -124,7 +158,9 @@ def test_data_check_accepts_both_tool_shapes(tmp_path):
     for name in ("glaive.json", "openai.jsonl"):
         result = check_paths([tmp_path / name])
         assert result.total == 0, [str(p) for p in result.problems]
-    broken = dict(GLAIVE_ROW, conversations=[GLAIVE_ROW["conversations"][0], {"from": "function_call", "value": "convert(500)"}])
+    broken = dict(
+        GLAIVE_ROW, conversations=[GLAIVE_ROW["conversations"][0], {"from": "function_call", "value": "convert(500)"}]
+    )
     (tmp_path / "broken.json").write_text(json.dumps([broken]))
     (problem,) = check_paths([tmp_path / "broken.json"]).problems
     assert "turn 2: the function_call value is not JSON" in problem.message

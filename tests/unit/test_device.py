@@ -37,8 +37,8 @@ def test_cuda_requested_without_gpu_is_a_config_error(monkeypatch):
 
 def test_qlora_on_a_mac_says_what_to_use_instead():
     from tunesmith.config import load_config
-    from tunesmith.model.device import DevicePlan
     from tunesmith.model.base import load_base_model
+    from tunesmith.model.device import DevicePlan
 
     config = load_config(overrides=["train.mode=qlora"])
     with pytest.raises(ConfigError, match="no 4-bit kernels for Apple's MPS"):

@@ -70,7 +70,9 @@ def test_deepspeed_refused_on_cpu_and_mps():
 
 
 def test_sharded_qlora_needs_one_dtype_for_4bit_storage_and_other_weights():
-    cfg = load_config(data={"train": {"mode": "qlora", "distributed": "fsdp"}, "quantization": {"compute_dtype": "float16"}})
+    cfg = load_config(
+        data={"train": {"mode": "qlora", "distributed": "fsdp"}, "quantization": {"compute_dtype": "float16"}}
+    )
     with pytest.raises(ConfigError, match="must equal the dtype") as err:
         distributed_kwargs(cfg, GPU, ["X"], world_size=2)
     assert "quantization.compute_dtype: auto" in str(err.value)
@@ -86,9 +88,13 @@ def test_sharded_qlora_keeps_one_dtype_where_peft_upcasts(tiny_qwen2):
     from tunesmith.model.adapters import add_adapters
     from tunesmith.model.base import load_base_model
 
-    cfg = load_config(data={"model": {"name_or_path": str(tiny_qwen2), "dtype": "bfloat16"},
-                            "train": {"mode": "qlora", "distributed": "fsdp", "device": "cpu"},
-                            "quantization": {"compute_dtype": "bfloat16"}})
+    cfg = load_config(
+        data={
+            "model": {"name_or_path": str(tiny_qwen2), "dtype": "bfloat16"},
+            "train": {"mode": "qlora", "distributed": "fsdp", "device": "cpu"},
+            "quantization": {"compute_dtype": "bfloat16"},
+        }
+    )
 
     def dtypes(sharded: bool) -> set:
         model = add_adapters(load_base_model(cfg, str(tiny_qwen2), CPU), cfg, sharded=sharded)
@@ -122,8 +128,12 @@ def test_needs_launch_only_outside_a_launched_process(monkeypatch):
 def test_bad_launch_options_exit_2_with_one_message(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train: {mode: lora}\n")
-    done = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(cfg), "--nnodes", "2", "--node-rank", "2"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli.main", "train", str(cfg), "--nnodes", "2", "--node-rank", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "--node-rank 2: must be 0..1" in done.stderr and "Traceback" not in done.stderr
 
@@ -131,7 +141,24 @@ def test_bad_launch_options_exit_2_with_one_message(tmp_path):
 def test_print_launch_shows_commands_without_training(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train: {mode: lora}\n")
-    done = subprocess.run([sys.executable, "-m", "tunesmith.cli.main", "train", str(cfg), "--processes", "2", "--nnodes", "2",
-                           "--master-addr", "node0", "--print-launch"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith.cli.main",
+            "train",
+            str(cfg),
+            "--processes",
+            "2",
+            "--nnodes",
+            "2",
+            "--master-addr",
+            "node0",
+            "--print-launch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("torchrun --nproc-per-node=2 --nnodes=2") == 2 and "--master-addr=node0" in done.stdout

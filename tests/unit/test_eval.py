@@ -12,14 +12,16 @@ from tests.unit.run_fixtures_eval import make_run_dir
 from tunesmith.cli.main import main
 from tunesmith.data.synth import intent_dataset
 from tunesmith.errors import DataError, TunesmithError
-from tunesmith.eval.loss import answer_loss
 from tunesmith.eval.evaluate import evaluate, read_examples, to_item
+from tunesmith.eval.loss import answer_loss
 from tunesmith.run_dir import write_jsonl
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_qwen2, tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp("ev") / "run", tiny_qwen2, metrics=["loss", "json", "exact_match", "rouge"], n_test=4)
+    return make_run_dir(
+        tmp_path_factory.mktemp("ev") / "run", tiny_qwen2, metrics=["loss", "json", "exact_match", "rouge"], n_test=4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,19 @@ def test_loss_is_mean_cross_entropy_over_answer_tokens(tiny_qwen2):
 def test_every_metric_has_base_tuned_and_delta(result):
     assert result["models"] == ["base", "tuned"]
     assert result["examples"] == 4 and result["generated"] == 4
-    expected = {"loss", "perplexity", "json_valid", "json_match", "json_field_intent", "json_field_slots",
-                "json_field_accuracy", "exact_match", "rouge1", "rouge2", "rougeL"}
+    expected = {
+        "loss",
+        "perplexity",
+        "json_valid",
+        "json_match",
+        "json_field_intent",
+        "json_field_slots",
+        "json_field_accuracy",
+        "exact_match",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+    }
     assert set(result["metrics"]) == expected
     for name, row in result["metrics"].items():
         assert row["delta"] == pytest.approx(row["tuned"] - row["base"]), name
@@ -101,7 +114,10 @@ def test_compare_other_run_on_same_prompts(run_dir, tiny_qwen2, tmp_path):
 
 
 def test_reference_column_and_text_rows():
-    example = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long answer #### 7"}], "meta": {"answer": 7}}
+    example = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long answer #### 7"}],
+        "meta": {"answer": 7},
+    }
     item = to_item(example, "answer")
     assert item.prompt == example["messages"][:1] and item.reference == "7"
     assert to_item({"text": "plain", "meta": {}}, None).prompt is None

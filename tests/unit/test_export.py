@@ -70,7 +70,8 @@ def test_llama3_modelfile_matches_training_template(qwen_tokenizer):
     )
     assert "SYSTEM" not in text and text.startswith("FROM ./run-q8_0.gguf\n")
     assert [line for line in text.splitlines() if line.startswith("PARAMETER stop")] == [
-        'PARAMETER stop "<|eot_id|>"', 'PARAMETER stop "<|im_end|>"'
+        'PARAMETER stop "<|eot_id|>"',
+        'PARAMETER stop "<|im_end|>"',
     ]
     expected = qwen_tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True)
     assert fmt.render(CONVERSATION) == expected

@@ -61,7 +61,10 @@ def test_tuned_and_base_differ(run_dir, tuned):
 def test_stop_strings_and_system_prompt():
     assert cut_at_stop("abc STOP def", ["STOP"]) == "abc "
     assert cut_at_stop("a;b|c", ["|", ";"]) == "a"
-    assert build_messages("hi", "be brief") == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert build_messages("hi", "be brief") == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
     own = [{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]
     assert build_messages(own, "ignored") == own
 
@@ -97,7 +100,9 @@ def test_cli_generate_rejects_n_without_temperature(run_dir, capsys):
 
 def test_chat_streams_keeps_history_and_resets(tuned):
     model, tokenizer = tuned
-    session = ChatSession(model, tokenizer, system="be brief", settings=GenerationSettings(max_new_tokens=6, temperature=0))
+    session = ChatSession(
+        model, tokenizer, system="be brief", settings=GenerationSettings(max_new_tokens=6, temperature=0)
+    )
     pieces: list[str] = []
     reply = session.send("hello", on_piece=pieces.append)
     assert reply == "".join(pieces).strip()

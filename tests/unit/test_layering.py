@@ -50,7 +50,9 @@ def test_a_planted_train_import_is_caught(tmp_path):
     # A copy of a real lower module with an import of the training code added inside a function.
     (tmp_path / "model").mkdir()
     source = (PACKAGE / "model" / "from_run.py").read_text(encoding="utf-8")
-    planted = source + "\n\ndef sneaky():\n    from tunesmith.train.prepare import prepare_run\n\n    return prepare_run\n"
+    planted = (
+        source + "\n\ndef sneaky():\n    from tunesmith.train.prepare import prepare_run\n\n    return prepare_run\n"
+    )
     (tmp_path / "model" / "from_run.py").write_text(planted, encoding="utf-8")
     (tmp_path / "rewards").mkdir()
     (tmp_path / "rewards" / "x.py").write_text("from tunesmith import train\n", encoding="utf-8")

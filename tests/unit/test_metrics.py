@@ -40,15 +40,32 @@ def test_rouge_averages_over_examples():
 
 
 def test_exact_match_normalises_whitespace_only():
-    assert exact_match(["  Paris \n", "paris", "Rome"], ["Paris", "Paris", "Rome"]) == {"exact_match": pytest.approx(2 / 3)}
+    assert exact_match(["  Paris \n", "paris", "Rome"], ["Paris", "Paris", "Rome"]) == {
+        "exact_match": pytest.approx(2 / 3)
+    }
 
 
 def test_json_scores_per_field_and_whole_object():
     ref = '{"intent":"set_alarm","slots":{"time":"6am"}}'
-    assert json_scores(ref, ref) == {"json_valid": 1.0, "json_match": 1.0, "json_field_intent": 1.0, "json_field_slots": 1.0}
+    assert json_scores(ref, ref) == {
+        "json_valid": 1.0,
+        "json_match": 1.0,
+        "json_field_intent": 1.0,
+        "json_field_slots": 1.0,
+    }
     wrong_slot = '{"intent": "set_alarm", "slots": {"time": "7am"}}'
-    assert json_scores(wrong_slot, ref) == {"json_valid": 1.0, "json_match": 0.0, "json_field_intent": 1.0, "json_field_slots": 0.0}
-    assert json_scores('{"intent": "set_alarm"', ref) == {"json_valid": 0.0, "json_match": 0.0, "json_field_intent": 0.0, "json_field_slots": 0.0}
+    assert json_scores(wrong_slot, ref) == {
+        "json_valid": 1.0,
+        "json_match": 0.0,
+        "json_field_intent": 1.0,
+        "json_field_slots": 0.0,
+    }
+    assert json_scores('{"intent": "set_alarm"', ref) == {
+        "json_valid": 0.0,
+        "json_match": 0.0,
+        "json_field_intent": 0.0,
+        "json_field_slots": 0.0,
+    }
 
 
 def test_json_metric_averages_and_respects_json_fields():
@@ -56,7 +73,11 @@ def test_json_metric_averages_and_respects_json_fields():
     preds = ['{"intent":"a","slots":{}}', '{"intent":"c","slots":{"x":"1"}}']
     scores = json_metric(preds, refs)
     assert scores == {
-        "json_valid": 1.0, "json_match": 0.5, "json_field_intent": 0.5, "json_field_slots": 1.0, "json_field_accuracy": 0.75,
+        "json_valid": 1.0,
+        "json_match": 0.5,
+        "json_field_intent": 0.5,
+        "json_field_slots": 1.0,
+        "json_field_accuracy": 0.75,
     }
     only_intent = json_metric(preds, refs, json_fields=["intent"])
     assert "json_field_slots" not in only_intent and only_intent["json_field_intent"] == 0.5
@@ -85,7 +106,10 @@ def test_numeric_styles_and_misses():
     assert numeric_score("so the answer is 1,250.", "#### 1250") == 1.0
     assert numeric_score("#### 72", "#### 72.0") == 1.0
     assert numeric_score("the answer is 71", "#### 72") == 0.0
-    assert numeric(["no number here", "#### 3"], ["#### 3", "#### 3"]) == {"numeric_accuracy": 0.5, "numeric_found": 0.5}
+    assert numeric(["no number here", "#### 3"], ["#### 3", "#### 3"]) == {
+        "numeric_accuracy": 0.5,
+        "numeric_found": 0.5,
+    }
 
 
 # sacreBLEU's README example (two reference streams): "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ...)"
@@ -128,7 +152,11 @@ def test_bleu_on_whitespace_tokens_is_caught(monkeypatch):
 #   ROUGE-2 overlap "run in": P 1/4, R 1/6, F 0.2 (no stemming: 0)
 #   ROUGE-L LCS cat run in park: F 2/3
 ROUGE_CASES = [
-    ("The quick brown dog jumps on the log.", "The quick brown fox jumps over the lazy dog", {"rouge1": 0.70588, "rougeL": 0.58824}),
+    (
+        "The quick brown dog jumps on the log.",
+        "The quick brown fox jumps over the lazy dog",
+        {"rouge1": 0.70588, "rougeL": 0.58824},
+    ),
     ("a cat runs in parks", "The cats were running in the park", {"rouge1": 2 / 3, "rouge2": 0.2, "rougeL": 2 / 3}),
 ]
 
@@ -198,17 +226,27 @@ def test_json_match_ignores_key_order_but_not_types():
         '{"intent": "book", "slots": {"people": 2, "time": "19:00", "tags": ["b", "a"]}}',  # list order matters
         '{"intent": "book", "slots": {"people": 2, "time": "19:00", "tags": ["a", "b"], "x": null}}',  # extra key
     ):
-        assert json_scores(wrong, ref) == {"json_valid": 1.0, "json_match": 0.0, "json_field_intent": 1.0, "json_field_slots": 0.0}
+        assert json_scores(wrong, ref) == {
+            "json_valid": 1.0,
+            "json_match": 0.0,
+            "json_field_intent": 1.0,
+            "json_field_slots": 0.0,
+        }
     # Python's == says True == 1; JSON's true is not the number 1
     assert json_scores('{"ok": true, "n": 1}', '{"ok": 1, "n": true}') == {
-        "json_valid": 1.0, "json_match": 0.0, "json_field_ok": 0.0, "json_field_n": 0.0,
+        "json_valid": 1.0,
+        "json_match": 0.0,
+        "json_field_ok": 0.0,
+        "json_field_n": 0.0,
     }
     assert json_scores('{"a": {"b": [1, {"c": false}]}}', '{"a": {"b": [1, {"c": 0}]}}')["json_match"] == 0.0
 
 
 def test_custom_metric_from_file_and_module(tmp_path):
     file = tmp_path / "my_metrics.py"
-    file.write_text("def length_ratio(predictions, references, **columns):\n    return sum(len(p) for p in predictions) / sum(len(r) for r in references)\n")
+    file.write_text(
+        "def length_ratio(predictions, references, **columns):\n    return sum(len(p) for p in predictions) / sum(len(r) for r in references)\n"
+    )
     label, metric = resolve_metric(f"{file}:length_ratio")
     assert label == "length_ratio"
     assert metric(["ab", "cd"], ["abcd", "abcd"]) == {"length_ratio": 0.5}
@@ -218,8 +256,10 @@ def test_custom_metric_from_file_and_module(tmp_path):
 
 def test_custom_metric_receives_columns(tmp_path):
     file = tmp_path / "by_intent.py"
-    file.write_text("def intent_seen(predictions, references, intent=None, **columns):\n"
-                    "    return {'intent_seen': sum(i in p for p, i in zip(predictions, intent)) / len(predictions)}\n")
+    file.write_text(
+        "def intent_seen(predictions, references, intent=None, **columns):\n"
+        "    return {'intent_seen': sum(i in p for p, i in zip(predictions, intent)) / len(predictions)}\n"
+    )
     _, metric = resolve_metric(f"{file}:intent_seen")
     assert metric(["set_alarm ok", "nope"], ["", ""], intent=["set_alarm", "volume"]) == {"intent_seen": 0.5}
 

@@ -25,7 +25,8 @@ def test_tiny_cli_builds_a_plain_hf_folder(tmp_path, arch):
     out = tmp_path / arch
     result = subprocess.run(
         [sys.executable, "-m", "tunesmith.cli.main", "model", "tiny", "--arch", arch, "--out", str(out), "--seed", "3"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     tok = AutoTokenizer.from_pretrained(out)

@@ -47,7 +47,7 @@ def test_numeric_match_missing_reference_column_names_the_columns():
 
 
 def test_json_rewards():
-    assert json_valid(['{"a": 1}', 'text ```json\n[1, 2]\n``` more', "{broken"]) == [1.0, 1.0, 0.0]
+    assert json_valid(['{"a": 1}', "text ```json\n[1, 2]\n``` more", "{broken"]) == [1.0, 1.0, 0.0]
     assert json_valid(['{"a": 1}', 'x {"a": 1}'], strict=True) == [1.0, 0.0]
     reference = ['{"intent": "book", "people": 2}'] * 3
     texts = ['{"intent": "book", "people": 2}', '{"intent": "book", "people": 3}', "none"]
@@ -68,7 +68,11 @@ def test_contains_scores_the_share_found():
 
 def test_build_rewards_binds_options_reference_column_and_unique_names():
     cfg = grpo_config(
-        [{"name": "numeric_match", "weight": 2.0}, {"name": "contains", "options": {"text": "a"}}, {"name": "contains", "options": {"text": "b"}}],
+        [
+            {"name": "numeric_match", "weight": 2.0},
+            {"name": "contains", "options": {"text": "a"}},
+            {"name": "contains", "options": {"text": "b"}},
+        ],
         reference_column="target",
     )
     rewards = build_rewards(cfg.grpo)
@@ -142,21 +146,36 @@ def test_trl_adapter_reads_conversational_completions_and_drops_trl_kwargs():
     reward = build_reward(grpo_config([{"name": "numeric_match"}]).grpo.rewards[0])
     trl_func = to_trl(reward)
     completions = [[{"role": "assistant", "content": "<answer>7</answer>"}], [{"role": "assistant", "content": "8"}]]
-    scores = trl_func(prompts=[[], []], completions=completions, completion_ids=[[1], [2]], answer=["#### 7"] * 2, trainer_state=object(), log_metric=print)
+    scores = trl_func(
+        prompts=[[], []],
+        completions=completions,
+        completion_ids=[[1], [2]],
+        answer=["#### 7"] * 2,
+        trainer_state=object(),
+        log_metric=print,
+    )
     assert trl_func.__name__ == "numeric_match"
     assert scores == [1.0, 0.0]
     assert to_trl(reward)(prompts=["p"], completions=["7"], completion_ids=[[1]], answer=["7"]) == [1.0]
 
 
 def test_grpo_rows_from_conversations_and_from_columns():
-    cfg = load_config(data={"method": "grpo", "grpo": {"rewards": [{"name": "format"}]}, "data": {"system_prompt": "Think."}})
+    cfg = load_config(
+        data={"method": "grpo", "grpo": {"rewards": [{"name": "format"}]}, "data": {"system_prompt": "Think."}}
+    )
     examples = [
-        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], "meta": {"level": 1}},
+        {
+            "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+            "meta": {"level": 1},
+        },
         {"text": "", "meta": {"question": "Natalia sold 48 clips...", "answer": "#### 72"}},
     ]
     rows = grpo_rows(examples, cfg)
     assert rows[0] == {"prompt": [{"role": "user", "content": "2+2?"}], "level": 1, "answer": "4"}
-    assert rows[1]["prompt"] == [{"role": "system", "content": "Think."}, {"role": "user", "content": "Natalia sold 48 clips..."}]
+    assert rows[1]["prompt"] == [
+        {"role": "system", "content": "Think."},
+        {"role": "user", "content": "Natalia sold 48 clips..."},
+    ]
     assert reward_columns(rows[1:]) == {"question": ["Natalia sold 48 clips..."], "answer": ["#### 72"]}
 
 
@@ -186,9 +205,13 @@ def test_format_exact_and_approx_give_partial_credit_and_penalties():
 def test_answer_check_grades_exact_stripped_close_and_wrong():
     from tunesmith.rewards.builtin import answer_check
 
-    texts = [f"<reasoning>r</reasoning><answer>{a}</answer>" for a in ("72", " 72 ", "70", "60", "50", "seventy")] + ["72"]
+    texts = [f"<reasoning>r</reasoning><answer>{a}</answer>" for a in ("72", " 72 ", "70", "60", "50", "seventy")] + [
+        "72"
+    ]
     assert answer_check(texts, answer=[GSM8K_ANSWER] * 7) == [3.0, 1.5, 1.0, 0.5, -1.5, -1.5, 0.0]
-    custom = answer_check(texts[:1] + texts[4:5] + texts[6:], answer=[GSM8K_ANSWER] * 3, exact=5.0, wrong=-2.5, missing=-2.0)
+    custom = answer_check(
+        texts[:1] + texts[4:5] + texts[6:], answer=[GSM8K_ANSWER] * 3, exact=5.0, wrong=-2.5, missing=-2.0
+    )
     assert custom == [5.0, -2.5, -2.0]
 
 
@@ -201,7 +224,9 @@ def test_number_match_credits_equal_numbers_and_penalises_others():
 
 
 def test_builtin_reward_options_are_checked_and_the_reference_column_is_filled():
-    (reward,) = build_rewards(grpo_config([{"name": "answer_check", "options": {"exact": 4.0}}], reference_column="solution").grpo)
+    (reward,) = build_rewards(
+        grpo_config([{"name": "answer_check", "options": {"exact": 4.0}}], reference_column="solution").grpo
+    )
     assert reward.options == {"exact": 4.0, "reference_column": "solution"}
     assert reward(["<reasoning>r</reasoning><answer>7</answer>"], solution=["#### 7"]) == [4.0]
     with pytest.raises(ConfigError, match="unknown option\\(s\\) bonus"):
@@ -219,6 +244,12 @@ def test_custom_reward_gets_prompts_completions_and_columns_as_trl_passes_them(t
     trl_reward = to_trl(reward)
     prompts = [[{"role": "user", "content": "How many clips?"}]] * 2
     completions = [[{"role": "assistant", "content": "so 72"}], [{"role": "assistant", "content": "so 70"}]]
-    scores = trl_reward(prompts=prompts, completions=completions, completion_ids=[[1], [2]], answer=[GSM8K_ANSWER] * 2,
-                        question=["How many clips?"] * 2, trainer_state=object())
+    scores = trl_reward(
+        prompts=prompts,
+        completions=completions,
+        completion_ids=[[1], [2]],
+        answer=[GSM8K_ANSWER] * 2,
+        question=["How many clips?"] * 2,
+        trainer_state=object(),
+    )
     assert scores == [1.0, 0.0]

@@ -22,11 +22,13 @@ def test_scores_totals_and_problems(tmp_path):
         "def boom(completions, **kw):\n    return [1 / 0 for _ in completions]\n"
         "def always_one(completions, **kw):\n    return [1.0] * len(completions)\n"
     )
-    cfg = config_with([
-        {"name": "numeric_match", "weight": 2.0},
-        {"function": "mine.py:boom"},
-        {"function": "mine.py:always_one", "weight": 0.5},
-    ])
+    cfg = config_with(
+        [
+            {"name": "numeric_match", "weight": 2.0},
+            {"function": "mine.py:boom"},
+            {"function": "mine.py:always_one", "weight": 0.5},
+        ]
+    )
     rewards = build_rewards(cfg.grpo, base_dir=tmp_path)
     result = score_completions(rewards, ["q1", "q2"], ["<answer>72</answer>", "7"], {"answer": ["#### 72", "#### 8"]})
     numeric, boom, one = result.checks
@@ -42,7 +44,9 @@ def test_scores_totals_and_problems(tmp_path):
 
 
 def test_table_lists_each_reward_score_and_total():
-    cfg = config_with([{"name": "format", "options": {"pattern": "answer"}}, {"name": "length", "options": {"max": 10}}])
+    cfg = config_with(
+        [{"name": "format", "options": {"pattern": "answer"}}, {"name": "length", "options": {"max": 10}}]
+    )
     rewards = build_rewards(cfg.grpo)
     result = score_completions(rewards, ["p"], ["<answer>5</answer>"], {})
     console = Console(width=120, record=True)
@@ -64,7 +68,11 @@ def test_all_rewards_broken_gives_nan_totals(tmp_path):
 def test_group_size_must_divide_the_batch():
     from tunesmith.train.grpo import _check_group_size
 
-    cfg = config_with([{"name": "format"}], train={"batch_size": 6, "grad_accum": 1}, grpo={"rewards": [{"name": "format"}], "num_generations": 4})
+    cfg = config_with(
+        [{"name": "format"}],
+        train={"batch_size": 6, "grad_accum": 1},
+        grpo={"rewards": [{"name": "format"}], "num_generations": 4},
+    )
     with pytest.raises(ConfigError, match=r"\(6 x 1\) must be a multiple of grpo.num_generations \(4\)"):
         _check_group_size(cfg)
 

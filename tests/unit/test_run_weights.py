@@ -86,13 +86,24 @@ def test_generate_and_eval_use_the_run_system_prompt(run_dir, tmp_path, capsys):
     run.manifest.write_text(json.dumps({**manifest, "system_prompt": system}))
     try:
         out = tmp_path / "g.jsonl"
-        assert main(["generate", str(run_dir), "--prompt", "wake me at 7", "--max-new-tokens", "3", "--out", str(out)]) == 0
+        assert (
+            main(["generate", str(run_dir), "--prompt", "wake me at 7", "--max-new-tokens", "3", "--out", str(out)])
+            == 0
+        )
         assert read_jsonl(out)[0]["messages"][0] == {"role": "system", "content": system}
-        assert main(["generate", str(run_dir), "--prompt", "hi", "--max-new-tokens", "3", "--no-system", "--out", str(out)]) == 0
+        assert (
+            main(
+                ["generate", str(run_dir), "--prompt", "hi", "--max-new-tokens", "3", "--no-system", "--out", str(out)]
+            )
+            == 0
+        )
         assert read_jsonl(out)[0]["messages"] == [{"role": "user", "content": "hi"}]
         # rows of an --data file without a system turn are evaluated with the run's prompt
         data = tmp_path / "plain.jsonl"
-        data.write_text(json.dumps({"messages": [{"role": "user", "content": "stop"}, {"role": "assistant", "content": "{}"}]}) + "\n")
+        data.write_text(
+            json.dumps({"messages": [{"role": "user", "content": "stop"}, {"role": "assistant", "content": "{}"}]})
+            + "\n"
+        )
         evaluate(run_dir, data=data, base=False)
         (row,) = read_jsonl(run.eval / "outputs.jsonl")
         assert row["messages"][0] == {"role": "system", "content": system}

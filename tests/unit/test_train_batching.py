@@ -12,9 +12,25 @@ from tunesmith.model.load import load_model, load_tokenizer
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 
 ROWS = [
-    {"messages": [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "The answer is 5."}]},
-    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Play some jazz music please"}, {"role": "assistant", "content": "Playing jazz."}]},
-    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help you today with your account?"}]},
+    {
+        "messages": [
+            {"role": "user", "content": "What is 2 plus 3?"},
+            {"role": "assistant", "content": "The answer is 5."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Play some jazz music please"},
+            {"role": "assistant", "content": "Playing jazz."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! How can I help you today with your account?"},
+        ]
+    },
 ]
 
 
@@ -75,7 +91,13 @@ def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_qwen2, with_c
     from tunesmith.train.sft import loss_on_trained_positions
 
     tok = load_tokenizer(str(tiny_qwen2))
-    chats = [[{"role": "user", "content": f"question {i} about the weather"}, {"role": "assistant", "content": "sunny " * (i + 1)}] for i in range(3)]
+    chats = [
+        [
+            {"role": "user", "content": f"question {i} about the weather"},
+            {"role": "assistant", "content": "sunny " * (i + 1)},
+        ]
+        for i in range(3)
+    ]
     features = [{"input_ids": t.input_ids, "labels": t.labels} for t in (tokenize_conversation(tok, c) for c in chats)]
     batch = DataCollatorWithFlattening(return_tensors="pt")(features)
     count = int((batch["labels"][:, 1:] != -100).sum()) if with_count else None
@@ -100,7 +122,10 @@ def test_per_example_attention_equals_the_block_mask(arch_fixture, request):
 
     path = request.getfixturevalue(arch_fixture)
     tok = load_tokenizer(str(path))
-    chats = [[{"role": "user", "content": f"tell me {i} things"}, {"role": "assistant", "content": "one two " * (i + 2)}] for i in range(4)]
+    chats = [
+        [{"role": "user", "content": f"tell me {i} things"}, {"role": "assistant", "content": "one two " * (i + 2)}]
+        for i in range(4)
+    ]
     batch = Collator("padding_free", tok)([vars(tokenize_conversation(tok, c)) for c in chats])
     assert batch["cu_seq_lens_q"].tolist()[-1] == batch["input_ids"].shape[1]
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")

@@ -15,8 +15,8 @@ import tunesmith
 from tunesmith.config import load_config
 from tunesmith.config.schema import Config
 from tunesmith.config.smoke import SMOKE_EVAL_EXAMPLES, smoke
-from tunesmith.errors import ConfigError
 from tunesmith.data.splits import prepare_splits
+from tunesmith.errors import ConfigError
 from tunesmith.train import api
 from tunesmith.train.method import TrainingMethod
 from tunesmith.train.result import TrainResult
@@ -75,7 +75,9 @@ def test_a_new_method_is_one_module_plus_one_table_line(tmp_path, monkeypatch):
 
 
 def test_smoke_is_a_new_config_with_the_smoke_settings():
-    config = load_config(data={"run": {"name": "n"}, "train": {"smoke_steps": 2, "smoke_examples": 5}, "eval": {"limit": 50}})
+    config = load_config(
+        data={"run": {"name": "n"}, "train": {"smoke_steps": 2, "smoke_examples": 5}, "eval": {"limit": 50}}
+    )
     before = config.model_dump()
     quick = smoke(config)
     assert config.model_dump() == before  # the caller's config is left alone
@@ -88,7 +90,11 @@ def test_smoke_is_a_new_config_with_the_smoke_settings():
 
 
 def test_smoke_grpo_steps_score_one_whole_group():
-    raw = {"method": "grpo", "grpo": {"num_generations": 4, "rewards": [{"name": "length"}]}, "train": {"batch_size": 3, "grad_accum": 5}}
+    raw = {
+        "method": "grpo",
+        "grpo": {"num_generations": 4, "rewards": [{"name": "length"}]},
+        "train": {"batch_size": 3, "grad_accum": 5},
+    }
     t = smoke(load_config(data=raw)).train
     assert (t.batch_size, t.grad_accum) == (4, 1)
 
@@ -118,7 +124,9 @@ def smoke_readers(root: Path) -> list[str]:
 def test_only_config_smoke_interprets_smoke(tmp_path):
     assert smoke_readers(PACKAGE) == []
     (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "common.py").write_text("def steps(config, smoke):\n    return config.train.smoke_steps if smoke else 5\n")
+    (tmp_path / "train" / "common.py").write_text(
+        "def steps(config, smoke):\n    return config.train.smoke_steps if smoke else 5\n"
+    )
     assert smoke_readers(tmp_path) == ["train/common.py:2"]
 
 

@@ -91,7 +91,13 @@ def test_multi_process_launch_without_ddp_is_refused():
 def test_precision_and_defaults_by_device(tmp_path):
     config = config_at(tmp_path, train={"mode": "qlora"})
     cpu = common_training_kwargs(ctx_for(config))
-    assert (cpu["bf16"], cpu["fp16"], cpu["use_cpu"], cpu["activation_checkpointing"], cpu["optim"]) == (False, False, True, False, "adamw_torch")
+    assert (cpu["bf16"], cpu["fp16"], cpu["use_cpu"], cpu["activation_checkpointing"], cpu["optim"]) == (
+        False,
+        False,
+        True,
+        False,
+        "adamw_torch",
+    )
     gpu = ctx_for(config, "cuda", "bf16")
     kwargs = common_training_kwargs(gpu)
     assert kwargs["bf16"] and kwargs["activation_checkpointing"] and not kwargs["use_cpu"]
@@ -138,13 +144,22 @@ def test_smoke_kwargs_use_smoke_steps_and_no_checkpoints(tmp_path, monkeypatch):
     assert (kwargs["max_steps"], kwargs["save_strategy"], kwargs["report_to"]) == (3, "no", "none")
     assert (kwargs["eval_strategy"], kwargs["logging_steps"]) == ("no", 1)
     plain = common_training_kwargs(ctx_for(config))
-    assert (plain["max_steps"], plain["save_strategy"], plain["report_to"], plain["eval_strategy"]) == (-1, "steps", ["wandb"], "steps")
+    assert (plain["max_steps"], plain["save_strategy"], plain["report_to"], plain["eval_strategy"]) == (
+        -1,
+        "steps",
+        ["wandb"],
+        "steps",
+    )
 
 
 def test_oom_hint_names_settings_that_fit(tmp_path):
     config = config_at(tmp_path, train={"batch_size": 8, "grad_accum": 2}, data={"max_length": 2048})
     hint = oom_hint(ctx_for(config, "cuda", "bf16"))
-    assert "train.batch_size=4 train.grad_accum=4" in hint and "data.max_length=1024" in hint and "train.mode=qlora" in hint
+    assert (
+        "train.batch_size=4 train.grad_accum=4" in hint
+        and "data.max_length=1024" in hint
+        and "train.mode=qlora" in hint
+    )
 
 
 class _FakeModel:

@@ -9,16 +9,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     show = sub.add_parser("show", help="Print the resolved config with every default and its help.")
     show.add_argument("file", nargs="?", help="Config file (YAML or JSON); omit to show the defaults.")
-    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Override a key, e.g. train.learning_rate=1e-4.")
+    show.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a key, e.g. train.learning_rate=1e-4."
+    )
     check = sub.add_parser(
         "check",
         help="Validate config files as `train` would before training (keys, values, data, rewards, paths); "
         "exit 0 when all pass, 2 otherwise.",
     )
     check.add_argument("files", nargs="+", help="Config files (YAML or JSON).")
-    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Override a key before checking.")
     check.add_argument(
-        "--schema-only", action="store_true",
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a key before checking."
+    )
+    check.add_argument(
+        "--schema-only",
+        action="store_true",
         help="Check keys and values only: no data, model or reward is read "
         "(a config for another machine or a later step).",
     )

@@ -10,14 +10,24 @@ from tunesmith.model.families import FAMILIES
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     tiny = sub.add_parser("tiny", help="Build a small random model on a trained or a real model's tokenizer.")
-    tiny.add_argument("--arch", choices=list(FAMILIES), default="qwen2", help="Model family (smollm: Llama with tied embeddings).")
     tiny.add_argument(
-        "--tokenizer", metavar="FROM", default=None,
+        "--arch", choices=list(FAMILIES), default="qwen2", help="Model family (smollm: Llama with tied embeddings)."
+    )
+    tiny.add_argument(
+        "--tokenizer",
+        metavar="FROM",
+        default=None,
         help="Use this model's tokenizer (folder, .gguf or SentencePiece .model) instead of training one; "
         "llama.cpp's GGUF converter recognises real tokenizers, not freshly trained ones.",
     )
     tiny.add_argument("--out", required=True, help="Output folder (a normal Hugging Face model folder).")
-    tiny.add_argument("--text", action="append", default=[], metavar="FILE", help="Text file(s) to train the tokenizer on (built-in text if none).")
+    tiny.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Text file(s) to train the tokenizer on (built-in text if none).",
+    )
     tiny.add_argument("--vocab-size", type=int, default=1024, help="Largest vocabulary size.")
     tiny.add_argument("--layers", type=int, default=2, help="Transformer layers.")
     tiny.add_argument("--hidden", type=int, default=64, help="Hidden size.")
@@ -40,7 +50,15 @@ def run(args: argparse.Namespace) -> int:
             raise TunesmithError(f"--text {name}: no such file")
         texts.append(path.read_text(encoding="utf-8", errors="replace"))
     out = build_tiny_model(
-        args.arch, args.out, texts, args.vocab_size, args.layers, args.hidden, args.heads, args.seed, tokenizer_from=args.tokenizer
+        args.arch,
+        args.out,
+        texts,
+        args.vocab_size,
+        args.layers,
+        args.hidden,
+        args.heads,
+        args.seed,
+        tokenizer_from=args.tokenizer,
     )
     print(f"tiny {args.arch} model written to {out}")
     return 0

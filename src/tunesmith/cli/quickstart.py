@@ -6,9 +6,18 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", type=int, default=2000, help="Rows of intent-to-JSON data to draw (repeats are dropped, so fewer may be written).")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Override a quickstart config key.")
-    parser.add_argument("--no-export", action="store_true", help="Skip merge/GGUF/Modelfile (e.g. without the export extra).")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=2000,
+        help="Rows of intent-to-JSON data to draw (repeats are dropped, so fewer may be written).",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a quickstart config key."
+    )
+    parser.add_argument(
+        "--no-export", action="store_true", help="Skip merge/GGUF/Modelfile (e.g. without the export extra)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,12 +12,22 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
-    dry = sub.add_parser("dry-run", help="Generate with the starting model and print each reward's score per completion.")
+    dry = sub.add_parser(
+        "dry-run", help="Generate with the starting model and print each reward's score per completion."
+    )
     dry.add_argument("config", help="GRPO config file (YAML or JSON) with grpo.rewards.")
     dry.add_argument("-n", "--num-prompts", type=int, default=8, help="Training prompts to try (default 8).")
     dry.add_argument("-g", "--generations", type=int, default=1, help="Completions sampled per prompt (default 1).")
-    dry.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Override a config key, e.g. grpo.temperature=0.7.")
-    dry.add_argument("--strict", action="store_true", help="Also exit 1 when a reward is constant across all completions.")
+    dry.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. grpo.temperature=0.7.",
+    )
+    dry.add_argument(
+        "--strict", action="store_true", help="Also exit 1 when a reward is constant across all completions."
+    )
     sub.add_parser("list", help="List the built-in rewards and their options.")
 
 

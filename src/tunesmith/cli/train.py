@@ -7,17 +7,52 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="Run config (YAML or JSON).")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="Override a config key, e.g. --set train.learning_rate=1e-4 (repeatable).")
-    parser.add_argument("--smoke", action="store_true", help="Whole pipeline in seconds: train.smoke_examples examples, train.smoke_steps steps, a tiny eval (writes runs/<name>-smoke).")
-    parser.add_argument("--force", action="store_true", help="Train even when `tunesmith plan` says the run will not fit in memory.")
-    parser.add_argument("--resume", action="store_true", help="Continue the run from its latest complete checkpoint (same data order, optimizer and RNG state).")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set train.learning_rate=1e-4 (repeatable).",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Whole pipeline in seconds: train.smoke_examples examples, train.smoke_steps steps, a tiny eval (writes runs/<name>-smoke).",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="Train even when `tunesmith plan` says the run will not fit in memory."
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue the run from its latest complete checkpoint (same data order, optimizer and RNG state).",
+    )
     launch = parser.add_argument_group("several processes (train.distributed picks DDP, FSDP or DeepSpeed)")
-    launch.add_argument("--processes", type=int, default=1, metavar="N", help="Processes on this node (one per GPU; on CPU, N copies over gloo).")
-    launch.add_argument("--nnodes", type=int, default=1, metavar="M", help="Machines taking part (run the same command on each).")
-    launch.add_argument("--node-rank", type=int, default=0, metavar="R", help="This machine's number, 0..M-1 (0 hosts the rendezvous).")
-    launch.add_argument("--master-addr", default="127.0.0.1", metavar="HOST", help="Address of node 0, reachable from every node.")
-    launch.add_argument("--master-port", type=int, default=29500, metavar="PORT", help="Free TCP port on node 0 for the rendezvous.")
-    launch.add_argument("--print-launch", action="store_true", help="Print the torchrun / accelerate launch command of every node and exit.")
+    launch.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Processes on this node (one per GPU; on CPU, N copies over gloo).",
+    )
+    launch.add_argument(
+        "--nnodes", type=int, default=1, metavar="M", help="Machines taking part (run the same command on each)."
+    )
+    launch.add_argument(
+        "--node-rank", type=int, default=0, metavar="R", help="This machine's number, 0..M-1 (0 hosts the rendezvous)."
+    )
+    launch.add_argument(
+        "--master-addr", default="127.0.0.1", metavar="HOST", help="Address of node 0, reachable from every node."
+    )
+    launch.add_argument(
+        "--master-port", type=int, default=29500, metavar="PORT", help="Free TCP port on node 0 for the rendezvous."
+    )
+    launch.add_argument(
+        "--print-launch",
+        action="store_true",
+        help="Print the torchrun / accelerate launch command of every node and exit.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

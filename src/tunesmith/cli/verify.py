@@ -7,11 +7,22 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", metavar="RUN_OR_MODEL", help="A finished run directory, or an HF model folder.")
-    parser.add_argument("gguf", metavar="FILE.gguf", help="The GGUF file to judge (written by tunesmith or any other tool).")
-    parser.add_argument("--prompts", type=int, default=None, help="How many prompts (default: the run's export.verify_prompts, else 4).")
-    parser.add_argument("--tokens", type=int, default=None, help="Greedy tokens per prompt (default: the run's export.verify_tokens, else 16).")
     parser.add_argument(
-        "--lora", default=None, metavar="LORA.gguf",
+        "gguf", metavar="FILE.gguf", help="The GGUF file to judge (written by tunesmith or any other tool)."
+    )
+    parser.add_argument(
+        "--prompts", type=int, default=None, help="How many prompts (default: the run's export.verify_prompts, else 4)."
+    )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="Greedy tokens per prompt (default: the run's export.verify_tokens, else 16).",
+    )
+    parser.add_argument(
+        "--lora",
+        default=None,
+        metavar="LORA.gguf",
         help="A LoRA GGUF to apply on top of FILE.gguf (as Ollama's ADAPTER line does); RUN_OR_MODEL is then the merged model.",
     )
     parser.add_argument("--report", default=None, metavar="FILE.json", help="Also write the full parity report here.")

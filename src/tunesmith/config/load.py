@@ -70,7 +70,9 @@ def _read_file(path: Path) -> tuple[dict, dict[tuple, int]]:
 
 def _require_mapping(data: Any, path: Path) -> dict:
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections (run, model, data, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the config must be a mapping of sections (run, model, data, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -154,14 +156,28 @@ def _fields_at(loc: tuple) -> list[str]:
 
 # Names other tools use (transformers / TRL / peft / Unsloth scripts), mapped to the key that does the same here.
 FOREIGN_KEYS = {
-    "num_train_epochs": "train.epochs", "per_device_train_batch_size": "train.batch_size",
-    "per_device_eval_batch_size": "train.eval_batch_size", "gradient_accumulation_steps": "train.grad_accum",
-    "lr_scheduler_type": "train.lr_scheduler", "optim": "train.optimizer", "gradient_checkpointing": "train.activation_checkpointing",
-    "max_seq_length": "data.max_length", "model_name": "model.name_or_path", "model_name_or_path": "model.name_or_path",
-    "base_model": "model.name_or_path", "lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
-    "dataset_name": "data.sources.0.path", "dataset": "data.sources.0.path", "val_split": "data.split.val",
-    "system_prompt": "data.system_prompt", "load_in_4bit": "train.mode (qlora)", "bnb_4bit_quant_type": "quantization.quant_type",
-    "bnb_4bit_use_double_quant": "quantization.double_quant", "bnb_4bit_compute_dtype": "quantization.compute_dtype",
+    "num_train_epochs": "train.epochs",
+    "per_device_train_batch_size": "train.batch_size",
+    "per_device_eval_batch_size": "train.eval_batch_size",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "lr_scheduler_type": "train.lr_scheduler",
+    "optim": "train.optimizer",
+    "gradient_checkpointing": "train.activation_checkpointing",
+    "max_seq_length": "data.max_length",
+    "model_name": "model.name_or_path",
+    "model_name_or_path": "model.name_or_path",
+    "base_model": "model.name_or_path",
+    "lora_r": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "dataset_name": "data.sources.0.path",
+    "dataset": "data.sources.0.path",
+    "val_split": "data.split.val",
+    "system_prompt": "data.system_prompt",
+    "load_in_4bit": "train.mode (qlora)",
+    "bnb_4bit_quant_type": "quantization.quant_type",
+    "bnb_4bit_use_double_quant": "quantization.double_quant",
+    "bnb_4bit_compute_dtype": "quantization.compute_dtype",
 }
 
 
@@ -171,7 +187,9 @@ def _did_you_mean(loc: tuple) -> str | None:
     if str(loc[-1]) in FOREIGN_KEYS:
         return FOREIGN_KEYS[str(loc[-1])]
     section = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-    same_name = [p for p in _key_paths(Config) if p.rsplit(".", 1)[-1] == str(loc[-1]) and p.rsplit(".", 1)[0] != section]
+    same_name = [
+        p for p in _key_paths(Config) if p.rsplit(".", 1)[-1] == str(loc[-1]) and p.rsplit(".", 1)[0] != section
+    ]
     if same_name:  # the exact key of another section beats a look-alike here ('seed' in train: run.seed, not deepspeed)
         return min(same_name, key=len)
     match = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1, cutoff=0.6)
@@ -197,7 +215,9 @@ def _key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     """Every leaf key path of the schema through nested sections ('train.learning_rate'); lists are not entered."""
     paths = []
     for name, field in model.model_fields.items():
-        inner = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        inner = (
+            field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        )
         paths += _key_paths(inner, f"{prefix}{name}.") if inner else [f"{prefix}{name}"]
     return paths
 

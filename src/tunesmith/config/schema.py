@@ -11,11 +11,35 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "template", "preference", "unpaired_preference")
+FORMATS = (
+    "auto",
+    "messages",
+    "sharegpt",
+    "alpaca",
+    "prompt_completion",
+    "text",
+    "template",
+    "preference",
+    "unpaired_preference",
+)
 METHODS = ("sft", "grpo", "dpo", "orpo", "kto", "simpo")
 # TRL 1.16 DPOConfig.loss_type values ("sft" is left out: that is method sft).
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+DPO_LOSSES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+)
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
 
 
@@ -69,16 +93,24 @@ class PromptTemplate(Section):
 
 
 class SourceConfig(Section):
-    path: str | None = Field(None, description="Local file or folder (.json/.jsonl/.csv/.tsv/.parquet/.txt) or hub dataset id.")
+    path: str | None = Field(
+        None, description="Local file or folder (.json/.jsonl/.csv/.tsv/.parquet/.txt) or hub dataset id."
+    )
     name: str | None = Field(None, description="Hub dataset config name.")
     split: str = Field("train", description="Hub dataset split to read.")
     data_files: str | list[str] | None = Field(None, description="Files inside a hub dataset (or glob).")
-    dataset_info: str | None = Field(None, description="LLaMA-Factory dataset_info.json to read this source's description from.")
+    dataset_info: str | None = Field(
+        None, description="LLaMA-Factory dataset_info.json to read this source's description from."
+    )
     dataset: str | None = Field(None, description="Entry name inside dataset_info.json.")
     format: Literal[FORMATS] = Field("auto", description="Row format; auto detects and says why.")  # type: ignore[valid-type]
-    columns: dict[str, str] = Field(default_factory=dict, description="Rename columns: {expected_name: column_in_file}.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Rename columns: {expected_name: column_in_file}."
+    )
     template: PromptTemplate | None = Field(None, description="Turn templates for format: template.")
-    weight: float = Field(1.0, gt=0, description="Mixing weight relative to the other sources (2.0 : 1.0 = twice as often).")
+    weight: float = Field(
+        1.0, gt=0, description="Mixing weight relative to the other sources (2.0 : 1.0 = twice as often)."
+    )
     limit: int | None = Field(None, ge=1, description="Take the first N rows.")
     sample: int | None = Field(None, ge=1, description="Take N rows at random (seeded by run.seed).")
     system_prompt: str | None = Field(None, description="System prompt added to each conversation without one.")
@@ -90,7 +122,9 @@ class SourceConfig(Section):
     @model_validator(mode="after")
     def _exclusive(self) -> SourceConfig:
         if self.limit is not None and self.sample is not None:
-            raise ValueError("'limit' and 'sample' exclude each other: use limit for the first N rows, sample for N random rows")
+            raise ValueError(
+                "'limit' and 'sample' exclude each other: use limit for the first N rows, sample for N random rows"
+            )
         if self.system_prompt is not None and self.system_prompt_file is not None:
             raise ValueError("'system_prompt' and 'system_prompt_file' exclude each other: give one")
         if self.path is None and self.dataset is None:
@@ -105,7 +139,9 @@ class SourceConfig(Section):
 class SplitConfig(Section):
     val: float = Field(0.1, ge=0, lt=1, description="Share of rows held out for validation.")
     test: float = Field(0.05, ge=0, lt=1, description="Share of rows held out for the final test.")
-    train_limit: int | None = Field(None, ge=1, description="Keep the first N training rows after splitting (--smoke sets it).")
+    train_limit: int | None = Field(
+        None, ge=1, description="Keep the first N training rows after splitting (--smoke sets it)."
+    )
     val_limit: int | None = Field(None, ge=1, description="Keep the first N validation rows after splitting.")
     test_limit: int | None = Field(None, ge=1, description="Keep the first N test rows after splitting.")
 
@@ -119,7 +155,9 @@ class SplitConfig(Section):
 class CleanConfig(Section):
     normalize_whitespace: bool = Field(False, description="Collapse runs of spaces/tabs and trim each turn.")
     strip_html: bool = Field(False, description="Remove HTML tags and unescape entities.")
-    drop_regex: list[str] = Field(default_factory=list, description="Drop rows whose text matches any of these regexes.")
+    drop_regex: list[str] = Field(
+        default_factory=list, description="Drop rows whose text matches any of these regexes."
+    )
     keep_chars: str | None = Field(None, description=r"Keep only this character class, e.g. 'a-zA-Z0-9\s'.")
     min_chars: int | None = Field(None, ge=0, description="Drop rows with fewer characters.")
     max_chars: int | None = Field(None, ge=1, description="Drop rows with more characters.")
@@ -130,9 +168,12 @@ class DataConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=list, description="Where the rows come from (one or more).")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Held-out fractions (seeded by run.seed).")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning applied before tokenizing.")
-    max_length: int = Field(1024, ge=16, le=131072, description="Longest tokenized example; longer ones are cut per data.truncation.")
+    max_length: int = Field(
+        1024, ge=16, le=131072, description="Longest tokenized example; longer ones are cut per data.truncation."
+    )
     truncation: Literal["right", "left", "drop"] = Field(
-        "right", description="Examples over max_length: cut the end (right), cut the start, keeping the answer (left), or drop them."
+        "right",
+        description="Examples over max_length: cut the end (right), cut the start, keeping the answer (left), or drop them.",
     )
     loss_on: Literal["assistant", "all", "last_assistant"] = Field(
         "assistant", description="Which tokens get loss: every assistant turn, all tokens, or the last assistant turn."
@@ -145,10 +186,14 @@ class LoraConfig(Section):
     r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
     alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
-    target_modules: str | list[str] = Field("all-linear", description="Modules to adapt: all-linear or a list of names.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules to adapt: all-linear or a list of names."
+    )
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
-    modules_to_save: list[str] | None = Field(None, description="Modules trained in full and saved (e.g. embed_tokens when tokens are added).")
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full and saved (e.g. embed_tokens when tokens are added)."
+    )
 
 
 class QuantizationConfig(Section):
@@ -161,7 +206,9 @@ class QuantizationConfig(Section):
 
 
 class RewardConfig(Section):
-    name: str | None = Field(None, description="Built-in reward: format, numeric_match, json_valid, json_match, length, contains.")
+    name: str | None = Field(
+        None, description="Built-in reward: format, numeric_match, json_valid, json_match, length, contains."
+    )
     function: str | None = Field(None, description="Custom reward: path/to/file.py:function or module:function.")
     weight: float = Field(1.0, description="Weight of this reward in the total.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword options passed to the reward.")
@@ -169,7 +216,9 @@ class RewardConfig(Section):
     @model_validator(mode="after")
     def _one(self) -> RewardConfig:
         if (self.name is None) == (self.function is None):
-            raise ValueError("a reward needs exactly one of 'name' (built-in) or 'function' (file.py:func or module:func)")
+            raise ValueError(
+                "a reward needs exactly one of 'name' (built-in) or 'function' (file.py:func or module:func)"
+            )
         return self
 
 
@@ -187,7 +236,9 @@ class FSDPConfig(Section):
     sharding: Literal["full", "hybrid"] = Field(
         "full", description="full: shard over every process; hybrid: shard within a node, replicate across nodes."
     )
-    cpu_offload: bool = Field(False, description="Keep sharded parameters and optimizer state in CPU memory between uses.")
+    cpu_offload: bool = Field(
+        False, description="Keep sharded parameters and optimizer state in CPU memory between uses."
+    )
 
 
 class DeepSpeedConfig(Section):
@@ -197,17 +248,23 @@ class DeepSpeedConfig(Section):
 
 class PreferenceConfig(Section):
     beta: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="dpo/kto: how far the policy may move from the reference; orpo: weight of the odds-ratio term; "
         "simpo: reward scale. Default: 0.1, simpo 2.0.",
     )
-    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="DPO loss (method dpo): sigmoid, ipo, hinge, robust, ... (TRL's).")  # type: ignore[valid-type]
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Probability a pair's label is flipped (dpo loss robust / exo_pair).")
+    loss_type: Literal[DPO_LOSSES] = Field(
+        "sigmoid", description="DPO loss (method dpo): sigmoid, ipo, hinge, robust, ... (TRL's)."
+    )  # type: ignore[valid-type]
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Probability a pair's label is flipped (dpo loss robust / exo_pair)."
+    )
     simpo_gamma: float = Field(0.5, ge=0, description="Target reward margin of SimPO.")
     desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable (label true) rows.")
     undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable (label false) rows.")
     precompute_reference: bool = Field(
-        False, description="dpo/kto: compute the reference log-probs once before training, so no reference model stays in memory."
+        False,
+        description="dpo/kto: compute the reference log-probs once before training, so no reference model stays in memory.",
     )
 
     def beta_for(self, method: str) -> float:
@@ -216,16 +273,24 @@ class PreferenceConfig(Section):
 
 
 class TrainConfig(Section):
-    mode: Literal["full", "lora", "qlora"] = Field("lora", description="Full fine-tune, LoRA, or QLoRA (4-bit base + LoRA).")
+    mode: Literal["full", "lora", "qlora"] = Field(
+        "lora", description="Full fine-tune, LoRA, or QLoRA (4-bit base + LoRA)."
+    )
     epochs: float = Field(3, gt=0, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(8, ge=1, description="Examples per device per step.")
-    eval_batch_size: int | None = Field(None, ge=1, description="Examples per device per validation-loss step (default: batch_size).")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Examples per device per validation-loss step (default: batch_size)."
+    )
     grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps.")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field("cosine", description="Learning-rate schedule.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule."
+    )
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
-    warmup_steps: int | None = Field(None, ge=0, description="Warm-up as a number of optimizer steps (replaces warmup_ratio when set).")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Warm-up as a number of optimizer steps (replaces warmup_ratio when set)."
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"] = Field(
@@ -234,30 +299,47 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."
     )
-    activation_checkpointing: Literal["auto", "on", "off"] = Field("auto", description="Recompute activations to save memory; auto: on for CUDA and MPS, off on CPU.")
+    activation_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto", description="Recompute activations to save memory; auto: on for CUDA and MPS, off on CPU."
+    )
 
     @field_validator("activation_checkpointing", mode="before")
     @classmethod
     def _on_off(cls, value):
         # YAML 1.1 reads a bare on/off (as in `--set train.activation_checkpointing=on`) as true/false
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     batching: Literal["auto", "padding_free", "padded"] = Field(
-        "auto", description="How examples share a batch: padding_free (flattened, kept apart; auto) or padded to the longest."
+        "auto",
+        description="How examples share a batch: padding_free (flattened, kept apart; auto) or padded to the longest.",
     )
     device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="Device to train on.")
     distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
-        "auto", description="With several processes (--processes N): auto/ddp replicate the model, fsdp or deepspeed shard it."
+        "auto",
+        description="With several processes (--processes N): auto/ddp replicate the model, fsdp or deepspeed shard it.",
     )
     fsdp: FSDPConfig = Field(default_factory=FSDPConfig, description="FSDP2 settings (train.distributed: fsdp).")
-    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig, description="DeepSpeed ZeRO settings (train.distributed: deepspeed).")
+    deepspeed: DeepSpeedConfig = Field(
+        default_factory=DeepSpeedConfig, description="DeepSpeed ZeRO settings (train.distributed: deepspeed)."
+    )
     logging_steps: int = Field(10, ge=1, description="Log metrics every N steps.")
-    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps (default: save_steps).")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Evaluate on the validation split every N steps (default: save_steps)."
+    )
     save_steps: int = Field(500, ge=1, description="Write a checkpoint every N steps.")
-    save_checkpoints: bool = Field(True, description="Write step-N checkpoints (what --resume continues from); --smoke turns them off.")
-    eval_during_training: bool = Field(True, description="Evaluate every eval_steps while training (SFT evaluates once at the end either way).")
+    save_checkpoints: bool = Field(
+        True, description="Write step-N checkpoints (what --resume continues from); --smoke turns them off."
+    )
+    eval_during_training: bool = Field(
+        True, description="Evaluate every eval_steps while training (SFT evaluates once at the end either way)."
+    )
     save_total_limit: int = Field(3, ge=1, description="Keep the last K checkpoints.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N evaluations without a better validation loss.")
-    init_from: str | None = Field(None, description="Start from this run directory's final adapter (e.g. GRPO after SFT).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without a better validation loss."
+    )
+    init_from: str | None = Field(
+        None, description="Start from this run directory's final adapter (e.g. GRPO after SFT)."
+    )
     smoke_examples: int = Field(10, ge=1, description="Examples used by --smoke.")
     smoke_steps: int = Field(3, ge=1, description="Steps run by --smoke.")
 
@@ -273,18 +355,26 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1, description="Prompts generated at once.")
     limit: int | None = Field(None, ge=1, description="Evaluate on the first N test examples.")
     compare_base: bool = Field(True, description="Also evaluate the base model on the same prompts.")
-    reference_column: str | None = Field(None, description="Column with the reference answer (default: the last assistant turn).")
-    json_fields: list[str] | None = Field(None, description="Fields scored by the json metric (default: all in the reference).")
+    reference_column: str | None = Field(
+        None, description="Column with the reference answer (default: the last assistant turn)."
+    )
+    json_fields: list[str] | None = Field(
+        None, description="Fields scored by the json metric (default: all in the reference)."
+    )
 
 
 class ExportConfig(Section):
     merged: bool = Field(True, description="Merge the adapter into the base and save safetensors.")
     gguf: list[Literal[GGUF_TYPES]] = Field(default_factory=lambda: ["q4_k_m"], description="GGUF types to write.")  # type: ignore[valid-type]
-    adapter_gguf: bool = Field(False, description="Also write the base as GGUF + the LoRA as a GGUF and Modelfile.adapter (ADAPTER).")
+    adapter_gguf: bool = Field(
+        False, description="Also write the base as GGUF + the LoRA as a GGUF and Modelfile.adapter (ADAPTER)."
+    )
     verify: bool = Field(True, description="Prove each GGUF answers like the HF model in llama.cpp.")
     verify_prompts: int = Field(5, ge=1, description="Prompts from the test split used by the parity check.")
     verify_tokens: int = Field(32, ge=1, description="Greedy tokens compared per prompt.")
-    ollama_name: str | None = Field(None, description="Model name in the printed `ollama create` command (default: run name).")
+    ollama_name: str | None = Field(
+        None, description="Model name in the printed `ollama create` command (default: run name)."
+    )
     out_dir: str | None = Field(None, description="Where to write (default: <run_dir>/export).")
 
 
@@ -293,7 +383,9 @@ class TrackingConfig(Section):
         default_factory=lambda: ["tensorboard"], description="Trackers; keys come from the environment only."
     )
     project: str | None = Field(None, description="W&B project / MLflow experiment name.")
-    uri: str | None = Field(None, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000 (default: MLflow's own).")
+    uri: str | None = Field(
+        None, description="MLflow tracking URI, e.g. file:./mlruns or http://host:5000 (default: MLflow's own)."
+    )
     on_error: Literal["stop", "continue"] = Field(
         "stop", description="A tracker that cannot start: stop before training, or continue without it (a warning)."
     )
@@ -307,7 +399,9 @@ class Config(BaseModel):
     run: RunConfig = Field(default_factory=RunConfig, description="Name, output folder and seed.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model and tokenizer.")
     data: DataConfig = Field(default_factory=DataConfig, description="Sources, cleaning, split and tokenization.")
-    method: Literal[METHODS] = Field("sft", description="Training method: sft, grpo, or preference: dpo, orpo, simpo (pairs), kto (labels).")  # type: ignore[valid-type]
+    method: Literal[METHODS] = Field(
+        "sft", description="Training method: sft, grpo, or preference: dpo, orpo, simpo (pairs), kto (labels)."
+    )  # type: ignore[valid-type]
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter (train.mode lora/qlora).")
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig, description="4-bit base for QLoRA.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and checkpoints.")
@@ -322,9 +416,15 @@ class Config(BaseModel):
         if self.method == "grpo" and not self.grpo.rewards:
             raise ValueError("method 'grpo' needs at least one reward under grpo.rewards")
         if self.preference.loss_type != "sigmoid" and self.method != "dpo":
-            raise ValueError(f"preference.loss_type '{self.preference.loss_type}' is a DPO loss: set method: dpo, or drop loss_type")
+            raise ValueError(
+                f"preference.loss_type '{self.preference.loss_type}' is a DPO loss: set method: dpo, or drop loss_type"
+            )
         if self.train.mode == "full" and self.lora.modules_to_save:
-            raise ValueError("lora.modules_to_save applies to lora/qlora; train.mode 'full' trains every module already")
+            raise ValueError(
+                "lora.modules_to_save applies to lora/qlora; train.mode 'full' trains every module already"
+            )
         if self.train.mode == "qlora" and self.model.name_or_path.endswith(".gguf"):
-            raise ValueError("qlora quantises a 16/32-bit base: a .gguf base cannot be used; use mode lora or the HF model")
+            raise ValueError(
+                "qlora quantises a 16/32-bit base: a .gguf base cannot be used; use mode lora or the HF model"
+            )
         return self

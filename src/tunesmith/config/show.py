@@ -42,7 +42,11 @@ def _scalar(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return json.dumps(value) if (not value or any(c in value for c in ":#{}[],'\"") or value.strip() != value) else value
+        return (
+            json.dumps(value)
+            if (not value or any(c in value for c in ":#{}[],'\"") or value.strip() != value)
+            else value
+        )
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):

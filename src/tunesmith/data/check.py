@@ -104,7 +104,12 @@ class LengthCheck:
     max_length: int
 
 
-def check_paths(paths: list[Path], spec: FormatSpec | None = None, length: LengthCheck | None = None, result: CheckResult | None = None) -> CheckResult:
+def check_paths(
+    paths: list[Path],
+    spec: FormatSpec | None = None,
+    length: LengthCheck | None = None,
+    result: CheckResult | None = None,
+) -> CheckResult:
     """Check files or folders (each file on its own: own format detection, shared duplicate digests)."""
     result = result or CheckResult()
     seen: dict[bytes, tuple[str, int]] = {}
@@ -122,8 +127,14 @@ def check_paths(paths: list[Path], spec: FormatSpec | None = None, length: Lengt
     return result
 
 
-def check_file(path: Path, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]],
-               method: str | None = None) -> None:
+def check_file(
+    path: Path,
+    spec: FormatSpec,
+    length: LengthCheck | None,
+    result: CheckResult,
+    seen: dict[bytes, tuple[str, int]],
+    method: str | None = None,
+) -> None:
     """Every row of one file: parse problems, then format, structure, duplicates and length (and fit for `method`)."""
     result.files += 1
     checker = RowChecker(str(path), spec, length, result, seen, method)
@@ -162,7 +173,11 @@ def _jsonl_lines(path: Path, as_text: bool) -> Iterator[tuple[int, object, tuple
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark may open the file
             except UnicodeDecodeError as exc:
-                yield number, None, ("invalid-utf8", f"invalid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
+                yield (
+                    number,
+                    None,
+                    ("invalid-utf8", f"invalid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"),
+                )
                 continue
             if not line.strip():
                 continue
@@ -242,8 +257,15 @@ class RowChecker:
     With a `method` (a config's), rows whose format that method cannot train on get one problem at the first row.
     """
 
-    def __init__(self, path: str, spec: FormatSpec, length: LengthCheck | None, result: CheckResult, seen: dict[bytes, tuple[str, int]],
-                 method: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        spec: FormatSpec,
+        length: LengthCheck | None,
+        result: CheckResult,
+        seen: dict[bytes, tuple[str, int]],
+        method: str | None = None,
+    ):
         self.path, self.length, self.result, self.seen, self.method = path, length, result, seen, method
         self.fit_checked = False
         self.full_spec = spec  # with the system prompt: what training sees, for the length check
@@ -277,7 +299,11 @@ class RowChecker:
         top = votes.most_common()
         if len(top) > 1 and top[0][1] == top[1][1]:
             names = ", ".join(name for name, _ in top)
-            self.result.add(Problem(self.path, self.pending[0][0], "ambiguous-format", f"ambiguous format: rows fit {names}; set format"))
+            self.result.add(
+                Problem(
+                    self.path, self.pending[0][0], "ambiguous-format", f"ambiguous format: rows fit {names}; set format"
+                )
+            )
         return top[0][0]
 
     def _check_method_fit(self, line: int) -> None:
@@ -319,7 +345,14 @@ class RowChecker:
             return
         tokens = count_tokens(self.length.tokenizer, [example])[0]
         if tokens > self.length.max_length:
-            self.result.add(Problem(self.path, line, "too-long", f"{tokens} tokens, longer than max_length {self.length.max_length} (would be truncated)"))
+            self.result.add(
+                Problem(
+                    self.path,
+                    line,
+                    "too-long",
+                    f"{tokens} tokens, longer than max_length {self.length.max_length} (would be truncated)",
+                )
+            )
 
 
 def row_problems(row: object, fmt: str, spec: FormatSpec) -> list[tuple[str, str]]:
@@ -349,7 +382,11 @@ def row_problems(row: object, fmt: str, spec: FormatSpec) -> list[tuple[str, str
 def _key_problems(row: dict, fmt: str) -> list[tuple[str, str]]:
     """Missing required keys, and unknown keys that look like a misspelt known one."""
     known = FORMAT_KEYS.get(fmt, ())
-    aliases = {"prompt_completion": ("question", "answer", "response"), "messages": ("conversations",), "sharegpt": ("messages",)}
+    aliases = {
+        "prompt_completion": ("question", "answer", "response"),
+        "messages": ("conversations",),
+        "sharegpt": ("messages",),
+    }
     problems = []
     for key in known[:2] if fmt in ("alpaca", "prompt_completion", "preference") else known[:1]:
         if key in row or any(a in row for a in aliases.get(fmt, ())):
@@ -372,7 +409,12 @@ def _turn_key_problems(row: dict, fmt: str, spec: FormatSpec) -> list[tuple[str,
     for i, turn in enumerate(turns, 1):
         extra = sorted(set(turn) - allowed) if isinstance(turn, dict) else []
         if extra:
-            problems.append(("unknown-key", f"turn {i}: unknown key{'s' * (len(extra) > 1)} {', '.join(repr(k) for k in extra)} (expected {', '.join(sorted(allowed))})"))
+            problems.append(
+                (
+                    "unknown-key",
+                    f"turn {i}: unknown key{'s' * (len(extra) > 1)} {', '.join(repr(k) for k in extra)} (expected {', '.join(sorted(allowed))})",
+                )
+            )
     return problems
 
 
@@ -386,7 +428,9 @@ def message_problems(messages: list[dict]) -> list[tuple[str, str]]:
         if content in (None, "") and turn.get("tool_calls"):
             continue
         if not isinstance(content, str):
-            problems.append(("non-string-content", f"turn {i} ({role}): content is {_json_type(content)}, expected a string"))
+            problems.append(
+                ("non-string-content", f"turn {i} ({role}): content is {_json_type(content)}, expected a string")
+            )
         elif not content.strip():
             problems.append(("empty-content", f"turn {i} ({role}): empty content"))
     problems += _order_problems([m.get("role") for m in messages])
@@ -440,15 +484,25 @@ def check_config(config, overrides: list[str] | None = None, with_length: bool =
     return result
 
 
-def check_target(target: str, fmt: str = "auto", model: str | None = None, max_length: int = 1024, chat_template: str = "auto",
-                 overrides: list[str] | None = None) -> CheckResult:
+def check_target(
+    target: str,
+    fmt: str = "auto",
+    model: str | None = None,
+    max_length: int = 1024,
+    chat_template: str = "auto",
+    overrides: list[str] | None = None,
+) -> CheckResult:
     """`data check` on a data file/folder or a config file (YAML, or JSON holding config sections)."""
     path = Path(target)
     if not path.exists():
         raise DataError(f"{target}: no such file or folder")
     if looks_like_config(path):
         return check_config(path, overrides)
-    length = LengthCheck(tokenizer_for(ModelConfig(name_or_path=model), chat_template=chat_template), max_length) if model else None
+    length = (
+        LengthCheck(tokenizer_for(ModelConfig(name_or_path=model), chat_template=chat_template), max_length)
+        if model
+        else None
+    )
     return check_paths([path], FormatSpec(format=fmt), length)
 
 

@@ -63,10 +63,16 @@ def _text_fixer(clean: CleanConfig) -> Callable[[str], str] | None:
         try:
             drop = re.compile(f"[^{clean.keep_chars}]")
         except re.error as exc:
-            raise ConfigError(f"data.clean.keep_chars: '{clean.keep_chars}' is not a valid character class: {exc}") from None
+            raise ConfigError(
+                f"data.clean.keep_chars: '{clean.keep_chars}' is not a valid character class: {exc}"
+            ) from None
         steps.append(lambda s: drop.sub("", s))
     if clean.normalize_whitespace:
-        steps.append(lambda s: BLANK_LINES.sub("\n\n", "\n".join(SPACES.sub(" ", line).strip() for line in s.split("\n"))).strip())
+        steps.append(
+            lambda s: BLANK_LINES.sub(
+                "\n\n", "\n".join(SPACES.sub(" ", line).strip() for line in s.split("\n"))
+            ).strip()
+        )
     if not steps:
         return None
 
@@ -99,7 +105,9 @@ def _drop_patterns(clean: CleanConfig) -> list[re.Pattern]:
     return patterns
 
 
-def clean_examples(examples: Iterable[Example], clean: CleanConfig, seen: set[bytes] | None = None) -> tuple[list[Example], dict[str, int]]:
+def clean_examples(
+    examples: Iterable[Example], clean: CleanConfig, seen: set[bytes] | None = None
+) -> tuple[list[Example], dict[str, int]]:
     """Cleaned examples plus how many rows each rule dropped. `seen` shares dedup state across sources."""
     fix, patterns = _text_fixer(clean), _drop_patterns(clean)
     seen = set() if seen is None else seen

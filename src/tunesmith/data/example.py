@@ -28,7 +28,9 @@ class Example(TypedDict, total=False):
 
     messages: list[Message]
     text: str
-    tools: list[dict[str, Any]]  # function schemas offered to the model (OpenAI/HF shape), rendered by the chat template
+    tools: list[
+        dict[str, Any]
+    ]  # function schemas offered to the model (OpenAI/HF shape), rendered by the chat template
     meta: dict[str, Any]
 
 

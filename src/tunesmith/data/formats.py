@@ -37,11 +37,26 @@ FORMAT_KEYS = {
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
     "preference": ("chosen", "rejected", "prompt", "conversations", "messages", "instruction", "input", "system"),
-    "unpaired_preference": ("label", "messages", "conversations", "prompt", "completion", "instruction", "output", "system"),
+    "unpaired_preference": (
+        "label",
+        "messages",
+        "conversations",
+        "prompt",
+        "completion",
+        "instruction",
+        "output",
+        "system",
+    ),
 }
-REQUIRED_KEYS = {"messages": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
-                 "prompt_completion": ("prompt", "completion"), "text": ("text",), "preference": ("chosen", "rejected"),
-                 "unpaired_preference": ("label",)}
+REQUIRED_KEYS = {
+    "messages": ("messages",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+    "preference": ("chosen", "rejected"),
+    "unpaired_preference": ("label",),
+}
 # Common aliases auto-detection accepts for prompt_completion (GSM8K: question/answer).
 PROMPT_ALIASES = (("prompt", "completion"), ("question", "answer"), ("prompt", "response"))
 
@@ -109,7 +124,9 @@ def detect_format(rows: list[dict], where: str = "data") -> tuple[str, str]:
             "unpaired_preference) and columns",
         )
     listed = "; ".join(f"{n} ({r})" for n, r in seen.items())
-    raise DataError(f"{where}: ambiguous format, the rows fit several: {listed}", hint="set the source's format explicitly")
+    raise DataError(
+        f"{where}: ambiguous format, the rows fit several: {listed}", hint="set the source's format explicitly"
+    )
 
 
 def normalize_aliases(row: dict, fmt: str) -> dict:
@@ -180,16 +197,26 @@ def _messages(row: dict, spec: FormatSpec) -> dict:
 def _openai_call(call):
     """An OpenAI tool call with its `arguments` JSON string parsed, as HF chat templates expect an object."""
     if isinstance(call, dict) and isinstance(call.get("function"), dict):
-        return {**call, "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments", {}))}}
+        return {
+            **call,
+            "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments", {}))},
+        }
     return call
 
 
 def _sharegpt(row: dict, spec: FormatSpec) -> dict:
     tags = {**SHAREGPT_TAGS, **spec.tags}
     roles = {
-        tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["system_tag"]: "system",
-        tags["observation_tag"]: "tool", tags["function_tag"]: "assistant",
-        "human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant", "tool": "tool",
+        tags["user_tag"]: "user",
+        tags["assistant_tag"]: "assistant",
+        tags["system_tag"]: "system",
+        tags["observation_tag"]: "tool",
+        tags["function_tag"]: "assistant",
+        "human": "user",
+        "gpt": "assistant",
+        "user": "user",
+        "assistant": "assistant",
+        "tool": "tool",
     }
     turns = row["conversations"]
     if not isinstance(turns, list):
@@ -221,8 +248,11 @@ def parse_tool_calls(value, turn: int) -> list[dict]:
         raise DataError(f"turn {turn}: the function_call value is not JSON ({exc.msg})") from None
     calls = calls if isinstance(calls, list) else [calls]
     if not calls or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls):
-        raise DataError(f"turn {turn}: a function_call value needs {{\"name\": ..., \"arguments\": {{...}}}}")
-    return [{"type": "function", "function": {"name": c["name"], "arguments": _arguments(c.get("arguments", {}))}} for c in calls]
+        raise DataError(f'turn {turn}: a function_call value needs {{"name": ..., "arguments": {{...}}}}')
+    return [
+        {"type": "function", "function": {"name": c["name"], "arguments": _arguments(c.get("arguments", {}))}}
+        for c in calls
+    ]
 
 
 def _arguments(value):
@@ -262,7 +292,11 @@ def _tools_of(row: dict) -> dict:
     tools = tools if isinstance(tools, list) else [tools]
     if not all(isinstance(t, dict) for t in tools):
         raise DataError("'tools' must be a list of function schemas (objects with name, description, parameters)")
-    return {"tools": [t if t.get("type") == "function" and "function" in t else {"type": "function", "function": t} for t in tools]}
+    return {
+        "tools": [
+            t if t.get("type") == "function" and "function" in t else {"type": "function", "function": t} for t in tools
+        ]
+    }
 
 
 def _alpaca(row: dict, spec: FormatSpec) -> dict:
@@ -282,7 +316,11 @@ def _alpaca(row: dict, spec: FormatSpec) -> dict:
 
 def _prompt_completion(row: dict, spec: FormatSpec) -> dict:
     prompt, completion = row["prompt"], row["completion"]
-    head = _messages({"messages": prompt}, spec)["messages"] if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    head = (
+        _messages({"messages": prompt}, spec)["messages"]
+        if isinstance(prompt, list)
+        else [{"role": "user", "content": prompt}]
+    )
     tail = (
         _messages({"messages": completion}, spec)["messages"]
         if isinstance(completion, list)
@@ -307,7 +345,9 @@ def _template(row: dict, spec: FormatSpec) -> dict:
             continue
         for column in template_columns(pattern):
             if column not in row:
-                raise DataError(f"template.{role} uses column '{column}' which the row lacks; {columns_hint(column, row)}")
+                raise DataError(
+                    f"template.{role} uses column '{column}' which the row lacks; {columns_hint(column, row)}"
+                )
             if row[column] is None:
                 raise DataError(f"template.{role}: column '{column}' is null (it would be trained as the text 'None')")
         messages.append({"role": role, "content": pattern.format_map(row)})
@@ -343,7 +383,10 @@ def require_no_nulls(example: dict) -> None:
         raise DataError("'text' is null")
     for i, turn in enumerate(example.get("messages") or [], 1):
         if turn.get("content") is None and not turn.get("tool_calls"):
-            raise DataError(f"turn {i} ({turn.get('role')}): content is null", hint="fill or drop the row; nulls are never trained as text")
+            raise DataError(
+                f"turn {i} ({turn.get('role')}): content is null",
+                hint="fill or drop the row; nulls are never trained as text",
+            )
 
 
 CONVERTERS = {

@@ -34,7 +34,9 @@ def preference_candidate(row: dict) -> tuple[str, str] | None:
     """(format, reason) when a row is preference-shaped; such rows fit no SFT format."""
     if "chosen" in row and "rejected" in row:
         return PAIRED, "keys 'chosen' and 'rejected'"
-    if "label" in row and ("completion" in row or "output" in row or any(isinstance(row.get(k), list) for k in CONVERSATION_KEYS)):
+    if "label" in row and (
+        "completion" in row or "output" in row or any(isinstance(row.get(k), list) for k in CONVERSATION_KEYS)
+    ):
         return UNPAIRED, "a conversation or completion with a 'label'"
     return None
 
@@ -59,7 +61,11 @@ def method_problem(method: str, fmt: str) -> str | None:
     if fmt not in (*PREFERENCE_FORMATS, "unknown") and method in PREFERENCE_METHODS:
         return f"method '{method}' trains on preference data (chosen/rejected pairs, or rows with a boolean label for kto), but the rows are {fmt}"
     if fmt in PREFERENCE_FORMATS and method not in fitting_methods(fmt):
-        shape = "preference pairs (chosen/rejected)" if fmt == PAIRED else "unpaired preference rows (a completion with a boolean label)"
+        shape = (
+            "preference pairs (chosen/rejected)"
+            if fmt == PAIRED
+            else "unpaired preference rows (a completion with a boolean label)"
+        )
         return f"the rows are {shape}, which method '{method}' would not train on: set method: {' or '.join(fitting_methods(fmt))}"
     return None
 
@@ -120,14 +126,25 @@ def paired_parts(row: dict, spec) -> dict:
     prompt = chosen_prompt if chosen_prompt else stated
     if chosen_prompt and _system(row) and not any(m["role"] == "system" for m in chosen_prompt):
         prompt = _system(row) + chosen_prompt
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "stated_prompt": stated,
-            "chosen_prompt": chosen_prompt, "rejected_prompt": rejected_prompt}
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "stated_prompt": stated,
+        "chosen_prompt": chosen_prompt,
+        "rejected_prompt": rejected_prompt,
+    }
 
 
 def convert_paired(row: dict, spec) -> dict:
     """A paired row -> {"prompt", "chosen", "rejected", "messages"}."""
     parts = paired_parts(row, spec)
-    return {"prompt": parts["prompt"], "chosen": parts["chosen"], "rejected": parts["rejected"], "messages": parts["prompt"] + parts["chosen"]}
+    return {
+        "prompt": parts["prompt"],
+        "chosen": parts["chosen"],
+        "rejected": parts["rejected"],
+        "messages": parts["prompt"] + parts["chosen"],
+    }
 
 
 def convert_unpaired(row: dict, spec) -> dict:
@@ -162,7 +179,9 @@ def row_problems(row: dict, fmt: str, spec) -> list[tuple[str, str]]:
         return _unpaired_problems(row, spec)
     missing = [k for k in ("chosen", "rejected") if k not in row or row[k] is None]
     if missing:
-        return [("missing-answer", f"{name} is missing (null or no key): a pair needs both answers") for name in missing]
+        return [
+            ("missing-answer", f"{name} is missing (null or no key): a pair needs both answers") for name in missing
+        ]
     try:
         parts = paired_parts(row, spec)
     except DataError as exc:
@@ -192,14 +211,27 @@ def _prompt_problems(parts: dict, row: dict) -> list[tuple[str, str]]:
 
     chosen_prompt, rejected_prompt = parts["chosen_prompt"], parts["rejected_prompt"]
     if chosen_prompt != rejected_prompt:
-        turn = next((i for i, (a, b) in enumerate(zip(chosen_prompt, rejected_prompt), 1) if a != b), min(len(chosen_prompt), len(rejected_prompt)) + 1)
-        return [("prompt-mismatch", f"chosen and rejected have different prompts (turn {turn} differs): both must answer the same prompt")]
+        turn = next(
+            (i for i, (a, b) in enumerate(zip(chosen_prompt, rejected_prompt), 1) if a != b),
+            min(len(chosen_prompt), len(rejected_prompt)) + 1,
+        )
+        return [
+            (
+                "prompt-mismatch",
+                f"chosen and rejected have different prompts (turn {turn} differs): both must answer the same prompt",
+            )
+        ]
     stated = [m for m in parts["stated_prompt"] if m["role"] != "system"]
     inner = [m for m in chosen_prompt if m["role"] != "system"]
     if stated and inner and stated != inner and stated != inner[-1:]:
         return [("prompt-mismatch", "the prompt column differs from the prompt inside chosen/rejected")]
     if not parts["prompt"]:
-        return [("no-prompt", "no prompt: give 'prompt', 'conversations' or 'instruction', or whole conversations in chosen/rejected")]
+        return [
+            (
+                "no-prompt",
+                "no prompt: give 'prompt', 'conversations' or 'instruction', or whole conversations in chosen/rejected",
+            )
+        ]
     problems = [(k, f"prompt {m}") for k, m in message_problems(parts["prompt"]) if k not in ("no-assistant",)]
     if parts["prompt"][-1]["role"] not in ("user", "tool"):
         problems.append(("turn-order", "the prompt does not end with a user turn"))
@@ -208,7 +240,12 @@ def _prompt_problems(parts: dict, row: dict) -> list[tuple[str, str]]:
 
 def _unpaired_problems(row: dict, spec) -> list[tuple[str, str]]:
     if "label" not in row:
-        return [("missing-key", "missing key 'label' (format unpaired_preference): true for a desirable answer, false for an undesirable one")]
+        return [
+            (
+                "missing-key",
+                "missing key 'label' (format unpaired_preference): true for a desirable answer, false for an undesirable one",
+            )
+        ]
     try:
         example = convert_unpaired(row, spec)
     except DataError as exc:

@@ -51,7 +51,9 @@ def _warnings(tokenizer, example: dict, tokenized, full_length: int, max_length:
     warnings = []
     messages = example.get("messages") or []
     if tokenized.truncated:
-        warnings.append(f"truncated: {full_length} tokens, cut to max_length {max_length} (the end of the answer gets no loss)")
+        warnings.append(
+            f"truncated: {full_length} tokens, cut to max_length {max_length} (the end of the answer gets no loss)"
+        )
     if not any(m.get("role") == "assistant" for m in messages):
         return warnings
     ends = end_of_turn_ids(tokenizer)
@@ -60,12 +62,18 @@ def _warnings(tokenizer, example: dict, tokenized, full_length: int, max_length:
         warnings.append("the end-of-turn / EOS token gets no loss: the model will not learn to stop")
     first = next(i for i, m in enumerate(messages) if m.get("role") == "assistant")
     tools = example.get("tools")
-    if render(tokenizer, messages[:first], add_generation_prompt=True, tools=tools) == render(tokenizer, messages[:first], tools=tools):
-        warnings.append("the chat template adds no assistant marker with add_generation_prompt: prompts at inference will not match training")
+    if render(tokenizer, messages[:first], add_generation_prompt=True, tools=tools) == render(
+        tokenizer, messages[:first], tools=tools
+    ):
+        warnings.append(
+            "the chat template adds no assistant marker with add_generation_prompt: prompts at inference will not match training"
+        )
     return warnings
 
 
-def preview_examples(tokenizer, examples: list[dict], n: int = 3, loss_on: str = "assistant", max_length: int | None = None) -> list[Preview]:
+def preview_examples(
+    tokenizer, examples: list[dict], n: int = 3, loss_on: str = "assistant", max_length: int | None = None
+) -> list[Preview]:
     """Previews of the first n examples; a preference pair gives two (its prompt with chosen, then with rejected)."""
     previews = []
     for number, example in enumerate(examples[:n], 1):
@@ -85,7 +93,12 @@ def preference_views(example: dict) -> list[tuple[str, dict]]:
     if "rejected" in example:
         return [(name, {"messages": example["prompt"] + example[name]}) for name in ("chosen", "rejected")]
     if "label" in example:
-        return [("desirable" if example["label"] else "undesirable", {"messages": example["prompt"] + example["completion"]})]
+        return [
+            (
+                "desirable" if example["label"] else "undesirable",
+                {"messages": example["prompt"] + example["completion"]},
+            )
+        ]
     return [("", example)]
 
 
@@ -104,9 +117,16 @@ def as_rich(preview: Preview):
     return text
 
 
-def preview_target(target: str, n: int = 3, model: str | None = None, chat_template: str | None = None,
-                   loss_on: str | None = None, max_length: int | None = None, fmt: str = "auto",
-                   overrides: list[str] | None = None) -> list[Preview]:
+def preview_target(
+    target: str,
+    n: int = 3,
+    model: str | None = None,
+    chat_template: str | None = None,
+    loss_on: str | None = None,
+    max_length: int | None = None,
+    fmt: str = "auto",
+    overrides: list[str] | None = None,
+) -> list[Preview]:
     """`data preview` on a config file (its model and loss settings) or a data file (needs --model)."""
     from pathlib import Path
 
@@ -116,10 +136,14 @@ def preview_target(target: str, n: int = 3, model: str | None = None, chat_templ
     if looks_like_config(path):
         config = load_config(path, [*(overrides or []), *([f"model.name_or_path={model}"] if model else [])])
     elif model:
-        config = load_config(data={"model": {"name_or_path": model}, "data": {"sources": [{"path": target, "format": fmt}]}})
+        config = load_config(
+            data={"model": {"name_or_path": model}, "data": {"sources": [{"path": target, "format": fmt}]}}
+        )
     else:
         raise DataError(f"{target}: previewing needs a tokenizer: pass --model (hub id, folder, .gguf or tiny:qwen2)")
     examples = [ex for item in load_sources(config) for ex in item.examples][:n]
     m = config.model
     tokenizer = tokenizer_for(m, texts=["\n".join(texts_of(e)) for e in examples], chat_template=chat_template)
-    return preview_examples(tokenizer, examples, n, loss_on or config.data.loss_on, max_length or config.data.max_length)
+    return preview_examples(
+        tokenizer, examples, n, loss_on or config.data.loss_on, max_length or config.data.max_length
+    )

@@ -20,7 +20,14 @@ TOO_DEEP = "invalid JSON: nested too deeply to read"
 csv.field_size_limit(2**31 - 1)
 # LLaMA-Factory column roles -> our column names (chosen/rejected: `ranking` sets; kto_tag: KTO's boolean label).
 LF_PREFERENCE = {"chosen": "chosen", "rejected": "rejected", "kto_tag": "label"}
-LF_ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history", **LF_PREFERENCE}
+LF_ALPACA = {
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "system": "system",
+    "history": "history",
+    **LF_PREFERENCE,
+}
 LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools", **LF_PREFERENCE}
 
 
@@ -36,7 +43,9 @@ class ResolvedSource:
 
 def resolve_source(source: SourceConfig, base_dir: Path | None = None) -> ResolvedSource:
     """Files or hub arguments plus the format spec (a dataset_info entry fills path, format, columns and tags)."""
-    spec = FormatSpec(source.format, dict(source.columns), {}, source.template.model_dump() if source.template else None)
+    spec = FormatSpec(
+        source.format, dict(source.columns), {}, source.template.model_dump() if source.template else None
+    )
     spec.system_prompt = source_system_prompt(source, base_dir)
     path = source.path
     if source.dataset_info:
@@ -57,7 +66,10 @@ def _local(path: str, base_dir: Path | None) -> Path | None:
     if candidate.exists():
         return candidate
     if candidate.suffix in SUFFIXES or path.startswith((".", "/", "~")):
-        raise DataError(f"{path}: no such file or folder", hint="check the source path (relative paths start at the working directory)")
+        raise DataError(
+            f"{path}: no such file or folder",
+            hint="check the source path (relative paths start at the working directory)",
+        )
     return None
 
 
@@ -84,7 +96,9 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
         raise DataError(f"dataset_info {source.dataset_info}: no such file")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if source.dataset not in info:
-        raise DataError(f"{info_path}: no entry '{source.dataset}'", hint=f"{len(info)} entries, e.g. {', '.join(list(info)[:5])}")
+        raise DataError(
+            f"{info_path}: no entry '{source.dataset}'", hint=f"{len(info)} entries, e.g. {', '.join(list(info)[:5])}"
+        )
     entry = info[source.dataset]
     columns = entry.get("columns", {})
     layout = entry.get("formatting", "alpaca")  # how the columns are laid out, also for preference sets
@@ -95,7 +109,9 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
             spec.format = "preference"
         elif "kto_tag" in columns:
             spec.format = "unpaired_preference"
-    mapping = {"text": {"prompt": "text"}, "sharegpt": LF_SHAREGPT}.get(spec.format if spec.format in ("text", "sharegpt") else layout, LF_ALPACA)
+    mapping = {"text": {"prompt": "text"}, "sharegpt": LF_SHAREGPT}.get(
+        spec.format if spec.format in ("text", "sharegpt") else layout, LF_ALPACA
+    )
     renames = {mapping[k]: v for k, v in columns.items() if k in mapping}
     spec.columns = {**renames, **spec.columns}
     spec.tags = {k: v for k, v in entry.get("tags", {}).items()}
@@ -107,7 +123,20 @@ def _apply_dataset_info(source: SourceConfig, spec: FormatSpec, base_dir: Path |
     return hub
 
 
-CONFIG_SECTIONS = {"run", "model", "data", "method", "lora", "quantization", "train", "grpo", "preference", "eval", "export", "tracking"}
+CONFIG_SECTIONS = {
+    "run",
+    "model",
+    "data",
+    "method",
+    "lora",
+    "quantization",
+    "train",
+    "grpo",
+    "preference",
+    "eval",
+    "export",
+    "tracking",
+}
 
 
 def looks_like_config(path: Path) -> bool:
@@ -158,7 +187,10 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}:{exc.colno}: invalid JSON: {exc.msg}", hint=f"run `tunesmith data check {path}`") from None
+                    raise DataError(
+                        f"{path}:{number}:{exc.colno}: invalid JSON: {exc.msg}",
+                        hint=f"run `tunesmith data check {path}`",
+                    ) from None
                 except RecursionError:
                     raise DataError(f"{path}:{number}: {TOO_DEEP}") from None
 
@@ -212,7 +244,9 @@ def _json_rows(path: Path) -> Iterator[dict]:
     yield from data if isinstance(data, list) else [data]  # a lone scalar is one (invalid) row, reported as such
 
 
-def read_rows(resolved: ResolvedSource, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
+def read_rows(
+    resolved: ResolvedSource, limit: int | None = None, sample: int | None = None, seed: int = 0
+) -> list[dict]:
     """The raw rows of a source; `limit` takes the first N, `sample` N at random (seeded)."""
     rows_iter = hub_rows(resolved.hub) if resolved.hub else (r for f in resolved.files or [] for r in iter_file_rows(f))
     if limit is not None:
@@ -229,7 +263,9 @@ def hub_rows(hub: dict) -> Iterator[dict]:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(hub["path"], hub.get("name"), split=hub.get("split") or "train", data_files=hub.get("data_files"))
+        dataset = datasets.load_dataset(
+            hub["path"], hub.get("name"), split=hub.get("split") or "train", data_files=hub.get("data_files")
+        )
     except Exception as exc:  # noqa: BLE001 - datasets raises many types for a missing/offline dataset
         raise DataError(
             f"cannot load hub dataset '{hub['path']}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",

@@ -48,7 +48,10 @@ def load_source(source: SourceConfig, config: Config, base_dir: Path | None = No
     try:
         rows = read_rows(resolved, source.limit, source.sample, config.run.seed)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{resolved.label}: invalid UTF-8 ({exc.reason} at byte {exc.start})", hint=f"run `tunesmith data check {resolved.label}`") from None
+        raise DataError(
+            f"{resolved.label}: invalid UTF-8 ({exc.reason} at byte {exc.start})",
+            hint=f"run `tunesmith data check {resolved.label}`",
+        ) from None
     if not rows:
         raise DataError(f"{resolved.label}: no rows")
     fmt, reason = resolved.spec.format, f"{resolved.spec.format}: set in the config"
@@ -63,7 +66,9 @@ def load_source(source: SourceConfig, config: Config, base_dir: Path | None = No
             require_no_nulls(example)
             examples.append(example)
         except DataError as exc:
-            raise DataError(f"{resolved.label}: row {number}: {exc.message}", hint=f"run `tunesmith data check {resolved.label}`") from None
+            raise DataError(
+                f"{resolved.label}: row {number}: {exc.message}", hint=f"run `tunesmith data check {resolved.label}`"
+            ) from None
     return examples, fmt, reason
 
 
@@ -169,7 +174,10 @@ def check_method_fit(loaded: list[LoadedSource], method: str) -> None:
     for item in loaded:
         message = method_problem(method, item.format)
         if message:
-            raise DataError(f"{item.label}: {message}", hint=f"the format was detected as {item.reason}; `tunesmith data check CONFIG` explains")
+            raise DataError(
+                f"{item.label}: {message}",
+                hint=f"the format was detected as {item.reason}; `tunesmith data check CONFIG` explains",
+            )
 
 
 def prepare_splits(config: Config) -> dict[str, list[Example]]:

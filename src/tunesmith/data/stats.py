@@ -75,7 +75,10 @@ def count_tokens(tokenizer, examples: list[dict]) -> list[int]:
         chunk = texts[start : start + BATCH]
         is_text = [not is_conversation(ex) for ex in examples[start : start + BATCH]]
         plain = _encode_batch(tokenizer, chunk)
-        counts += [len(ids) + (_text_extra(tokenizer, ids) if text else _bos_extra(tokenizer, ids)) for ids, text in zip(plain, is_text)]
+        counts += [
+            len(ids) + (_text_extra(tokenizer, ids) if text else _bos_extra(tokenizer, ids))
+            for ids, text in zip(plain, is_text)
+        ]
     return counts
 
 
@@ -130,7 +133,11 @@ def packing_fill(lengths: list[int], max_length: int) -> dict:
         bisect.insort(free, left)
     used = sum(min(n, max_length) for n in lengths)
     sequences = len(free)
-    return {"max_length": max_length, "sequences": sequences, "fill": used / (sequences * max_length) if sequences else 0.0}
+    return {
+        "max_length": max_length,
+        "sequences": sequences,
+        "fill": used / (sequences * max_length) if sequences else 0.0,
+    }
 
 
 def histogram(lengths: list[int], bins: int = 16) -> list[dict]:
@@ -152,10 +159,19 @@ def length_stats(lengths: list[int], keep: float = 0.99) -> LengthStats:
     p50, p90, p95, p99 = (float(np.percentile(arr, q)) for q in (50, 90, 95, 99))
     recommended = recommend_max_length(lengths, keep)
     return LengthStats(
-        examples=len(lengths), total_tokens=int(arr.sum()), mean=float(arr.mean()),
-        p50=p50, p90=p90, p95=p95, p99=p99, max=int(arr.max()),
-        cut=[cut_shares(lengths, c) for c in CUTS], keep=keep, recommended_max_length=recommended,
-        histogram=histogram(lengths), packing=packing_fill(lengths, recommended),
+        examples=len(lengths),
+        total_tokens=int(arr.sum()),
+        mean=float(arr.mean()),
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        max=int(arr.max()),
+        cut=[cut_shares(lengths, c) for c in CUTS],
+        keep=keep,
+        recommended_max_length=recommended,
+        histogram=histogram(lengths),
+        packing=packing_fill(lengths, recommended),
     )
 
 
@@ -163,9 +179,16 @@ def file_stats(path: str, model: str, chat_template: str = "auto", keep: float =
     """Stats of one file (or folder) read with the given model's tokenizer."""
     from pathlib import Path
 
-    config = load_config(data={"model": {"name_or_path": model, "chat_template": chat_template},
-                               "data": {"sources": [{"path": str(Path(path)), "format": fmt}], "split": {"val": 0, "test": 0},
-                                        "clean": {"dedup": False}}})  # a bare file is measured as it is
+    config = load_config(
+        data={
+            "model": {"name_or_path": model, "chat_template": chat_template},
+            "data": {
+                "sources": [{"path": str(Path(path)), "format": fmt}],
+                "split": {"val": 0, "test": 0},
+                "clean": {"dedup": False},
+            },
+        }
+    )  # a bare file is measured as it is
     return config_stats(config, keep)
 
 
@@ -179,8 +202,16 @@ def config_stats(config, keep: float = 0.99) -> DataStats:
     tokenizer = tokenizer_for(model, texts=sample_texts)
     stats = DataStats(tokenizer=model.tokenizer or model.name_or_path)
     for item, parts in zip(loaded, per_source):
-        stats.sources.append({"label": item.label, "format": item.format, "reason": item.reason, "rows": len(item.examples),
-                              **{name: len(rows) for name, rows in parts.items()}, "dropped": item.dropped})
+        stats.sources.append(
+            {
+                "label": item.label,
+                "format": item.format,
+                "reason": item.reason,
+                "rows": len(item.examples),
+                **{name: len(rows) for name, rows in parts.items()},
+                "dropped": item.dropped,
+            }
+        )
     lengths = count_tokens(tokenizer, examples)
     stats.lengths = length_stats(lengths, keep)
     data = config.data
@@ -211,28 +242,49 @@ def format_stats(stats: DataStats, bar_width: int = 40) -> str:
     lines = [f"tokenizer: {stats.tokenizer}"]
     for s in stats.sources:
         dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items() if v)
-        lines.append(f"source {s['label']}: {s['reason']}; {s['rows']} rows (train {s['train']}, val {s['val']}, test {s['test']})"
-                     + (f"; dropped {dropped}" if dropped else ""))
+        lines.append(
+            f"source {s['label']}: {s['reason']}; {s['rows']} rows (train {s['train']}, val {s['val']}, test {s['test']})"
+            + (f"; dropped {dropped}" if dropped else "")
+        )
     st = stats.lengths
     if st is None:
         return "\n".join(lines)
-    lines.append(f"tokens/example: mean {st.mean:.1f}  p50 {st.p50:.0f}  p90 {st.p90:.0f}  p95 {st.p95:.0f}  p99 {st.p99:.0f}  max {st.max}"
-                 f"  ({st.examples} examples, {st.total_tokens} tokens)")
-    lines.append("cut at max_length:  " + "  ".join(f"{c['max_length']}: {c['examples_cut']:.1%} ex / {c['tokens_cut']:.1%} tok" for c in st.cut))
+    lines.append(
+        f"tokens/example: mean {st.mean:.1f}  p50 {st.p50:.0f}  p90 {st.p90:.0f}  p95 {st.p95:.0f}  p99 {st.p99:.0f}  max {st.max}"
+        f"  ({st.examples} examples, {st.total_tokens} tokens)"
+    )
+    lines.append(
+        "cut at max_length:  "
+        + "  ".join(f"{c['max_length']}: {c['examples_cut']:.1%} ex / {c['tokens_cut']:.1%} tok" for c in st.cut)
+    )
     if stats.truncation:
         t = stats.truncation
-        lines.append(f"at max_length {t['max_length']} (data.truncation: {t['side']}): {t['truncated']} examples cut; "
-                     f"{t['lose_part']} lose part of their trained tokens, {t['lose_all']} lose all (dropped from training)")
-    lines.append(f"recommended max_length: {st.recommended_max_length} (smallest multiple of {MULTIPLE} keeping >= {st.keep:.1%} of examples whole)")
-    lines.append(f"packing at {st.packing['max_length']}: {st.packing['sequences']} sequences, {st.packing['fill']:.1%} full")
+        lines.append(
+            f"at max_length {t['max_length']} (data.truncation: {t['side']}): {t['truncated']} examples cut; "
+            f"{t['lose_part']} lose part of their trained tokens, {t['lose_all']} lose all (dropped from training)"
+        )
+    lines.append(
+        f"recommended max_length: {st.recommended_max_length} (smallest multiple of {MULTIPLE} keeping >= {st.keep:.1%} of examples whole)"
+    )
+    lines.append(
+        f"packing at {st.packing['max_length']}: {st.packing['sequences']} sequences, {st.packing['fill']:.1%} full"
+    )
     peak = max((b["count"] for b in st.histogram), default=1) or 1
     for b in st.histogram:
-        lines.append(f"{b['low']:>7}-{b['high']:<7} {'█' * round(b['count'] / peak * bar_width):<{bar_width}} {b['count']}")
+        lines.append(
+            f"{b['low']:>7}-{b['high']:<7} {'█' * round(b['count'] / peak * bar_width):<{bar_width}} {b['count']}"
+        )
     return "\n".join(lines)
 
 
-def stats_target(target: str, model: str | None = None, chat_template: str | None = None, keep: float = 0.99, fmt: str = "auto",
-                 overrides: list[str] | None = None) -> DataStats:
+def stats_target(
+    target: str,
+    model: str | None = None,
+    chat_template: str | None = None,
+    keep: float = 0.99,
+    fmt: str = "auto",
+    overrides: list[str] | None = None,
+) -> DataStats:
     """`data stats` on a config file (its model, unless --model overrides) or a data file (needs --model)."""
     from pathlib import Path
 

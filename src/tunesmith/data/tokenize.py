@@ -28,7 +28,9 @@ class Tokenized:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None) -> str:
+def render(
+    tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None
+) -> str:
     """The chat template's text; `tools` go through the template's own tool support (schemas in the prompt)."""
     extra = {"tools": tools} if tools else {}
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
@@ -50,7 +52,8 @@ def expects_bos(tokenizer) -> bool:
     cached = getattr(tokenizer, "_tunesmith_expects_bos", None)
     if cached is None:
         cached = tokenizer.bos_token_id is not None and (
-            bool(getattr(tokenizer, "add_bos_token", False)) or sum(1 for t in tokenizer.get_vocab() if t.startswith("\u2581")) > 10
+            bool(getattr(tokenizer, "add_bos_token", False))
+            or sum(1 for t in tokenizer.get_vocab() if t.startswith("\u2581")) > 10
         )
         try:
             tokenizer._tunesmith_expects_bos = cached
@@ -66,7 +69,9 @@ def with_bos(tokenizer, ids: list[int]) -> list[int]:
     return ids
 
 
-def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assistant", tools: list[dict] | None = None) -> list[tuple[str, bool]]:
+def conversation_segments(
+    tokenizer, messages: list[dict], loss_on: str = "assistant", tools: list[dict] | None = None
+) -> list[tuple[str, bool]]:
     """(text, trained) pieces whose concatenation is the rendered conversation.
 
     Assistant turns (their text and their tool calls, as the template writes them) are trained; tool outputs
@@ -86,13 +91,13 @@ def conversation_segments(tokenizer, messages: list[dict], loss_on: str = "assis
                 hint="use model.chat_template: chatml (or another template that renders turns in order)",
             )
         trained = loss_on == "all" or (loss_on == "assistant") or (loss_on == "last_assistant" and i == last)
-        segments.append((prompt[len(done):], loss_on == "all"))
-        head, answer, tail = _split_end_of_turn(tokenizer, full[len(prompt):], messages[i]["content"])
+        segments.append((prompt[len(done) :], loss_on == "all"))
+        head, answer, tail = _split_end_of_turn(tokenizer, full[len(prompt) :], messages[i]["content"])
         segments.append((head, loss_on == "all"))
         segments.append((answer, trained))
         segments.append((tail, loss_on == "all"))
         done = full
-    rest = render(tokenizer, messages, tools=tools)[len(done):] if messages else ""
+    rest = render(tokenizer, messages, tools=tools)[len(done) :] if messages else ""
     segments.append((rest, loss_on == "all"))
     return [(text, trained) for text, trained in segments if text]
 
@@ -125,8 +130,14 @@ def end_of_turn_tokens(tokenizer) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assistant", max_length: int | None = None,
-                          truncation: str = "right", tools: list[dict] | None = None) -> Tokenized:
+def tokenize_conversation(
+    tokenizer,
+    messages: list[dict],
+    loss_on: str = "assistant",
+    max_length: int | None = None,
+    truncation: str = "right",
+    tools: list[dict] | None = None,
+) -> Tokenized:
     """Token ids and labels of one conversation; labels are IGNORE_INDEX where there is no loss.
 
     The whole rendered text is tokenized once; a token gets loss when its last character lies in a trained
@@ -144,7 +155,9 @@ def tokenize_conversation(tokenizer, messages: list[dict], loss_on: str = "assis
         pos += len(seg)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
-    labels = [tok if end > 0 and trained_chars[end - 1] else IGNORE_INDEX for tok, (_, end) in zip(ids, enc["offset_mapping"])]
+    labels = [
+        tok if end > 0 and trained_chars[end - 1] else IGNORE_INDEX for tok, (_, end) in zip(ids, enc["offset_mapping"])
+    ]
     return _truncate(*_bos_first(tokenizer, ids, labels), max_length, truncation)
 
 
@@ -154,7 +167,9 @@ def _bos_first(tokenizer, ids: list[int], labels: list[int]) -> tuple[list[int],
     return full, [IGNORE_INDEX] * (len(full) - len(ids)) + labels
 
 
-def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]], max_length: int | None, truncation: str = "right") -> Tokenized:
+def _tokenize_segments(
+    tokenizer, segments: list[tuple[str, bool]], max_length: int | None, truncation: str = "right"
+) -> Tokenized:
     """Fallback for tokenizers without offsets: each segment on its own."""
     ids: list[int] = []
     labels: list[int] = []
@@ -173,11 +188,14 @@ def tokenize_text(tokenizer, text: str, max_length: int | None = None, truncatio
     return _truncate(ids, list(ids), max_length, truncation)
 
 
-def tokenize_example(tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None,
-                     truncation: str = "right") -> Tokenized:
+def tokenize_example(
+    tokenizer, example: Example, loss_on: str = "assistant", max_length: int | None = None, truncation: str = "right"
+) -> Tokenized:
     """An example in the internal shape: {'messages': [...]} or {'text': ...}."""
     if is_conversation(example):
-        return tokenize_conversation(tokenizer, example["messages"], loss_on, max_length, truncation, example.get("tools"))
+        return tokenize_conversation(
+            tokenizer, example["messages"], loss_on, max_length, truncation, example.get("tools")
+        )
     return tokenize_text(tokenizer, example.get("text") or "", max_length, truncation)
 
 
@@ -211,17 +229,25 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    digest.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())
-    digest.update(repr((tokenizer.chat_template, tokenizer.eos_token, tokenizer.bos_token, type(tokenizer).__name__)).encode())
+    digest.update(
+        backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode()
+    )
+    digest.update(
+        repr((tokenizer.chat_template, tokenizer.eos_token, tokenizer.bos_token, type(tokenizer).__name__)).encode()
+    )
     return digest.hexdigest()[:16]
 
 
-def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int | None, truncation: str = "right") -> str:
+def examples_fingerprint(
+    examples: list[Example], loss_on: str, max_length: int | None, truncation: str = "right"
+) -> str:
     """A digest of the examples' contents (meta excluded) and the masking settings."""
     import hashlib
     import json
 
-    digest = hashlib.sha256(repr((loss_on, max_length) if truncation == "right" else (loss_on, max_length, truncation)).encode())
+    digest = hashlib.sha256(
+        repr((loss_on, max_length) if truncation == "right" else (loss_on, max_length, truncation)).encode()
+    )
     for example in examples:
         body = example["messages"] if is_conversation(example) else example.get("text")
         body = [body, example["tools"]] if example.get("tools") else body
@@ -232,8 +258,15 @@ def examples_fingerprint(examples: list[Example], loss_on: str, max_length: int 
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than it saves
 
 
-def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, cache_dir=None,
-                     num_proc: int | None = None, truncation: str = "right"):
+def tokenize_dataset(
+    tokenizer,
+    examples: list[Example],
+    loss_on: str = "assistant",
+    max_length: int | None = None,
+    cache_dir=None,
+    num_proc: int | None = None,
+    truncation: str = "right",
+):
     """Examples -> a `datasets.Dataset` with columns input_ids, labels, truncated (one row per example, same order).
 
     Runs `Dataset.map` batched, with `num_proc` workers (default: up to 4 from 20,000 examples). With
@@ -260,9 +293,15 @@ def tokenize_dataset(tokenizer, examples: list[Example], loss_on: str = "assista
 
     def encode_batch(batch: dict) -> dict:
         done = [tokenize_example(tokenizer, json.loads(s), loss_on, max_length, truncation) for s in batch["example"]]
-        return {"input_ids": [t.input_ids for t in done], "labels": [t.labels for t in done], "truncated": [t.truncated for t in done]}
+        return {
+            "input_ids": [t.input_ids for t in done],
+            "labels": [t.labels for t in done],
+            "truncated": [t.truncated for t in done],
+        }
 
-    dataset = raw.map(encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=["example"], desc="tokenizing")
+    dataset = raw.map(
+        encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=["example"], desc="tokenizing"
+    )
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         dataset.save_to_disk(str(target))

@@ -39,14 +39,22 @@ class EvalItem:
 def read_examples(path: Path) -> list[Example]:
     """Examples in the internal shape from a JSONL file (internal shape, or `messages`/`text` rows)."""
     if not path.is_file():
-        raise DataError(f"{path}: no such test file", hint="pass --data FILE, or train a run that saves data/test.jsonl")
+        raise DataError(
+            f"{path}: no such test file", hint="pass --data FILE, or train a run that saves data/test.jsonl"
+        )
     examples = []
     for number, row in enumerate(read_jsonl(path), 1):
         if not row.get("messages") and not row.get("text"):
             raise DataError(f"{path}:{number}: a row needs 'messages' or 'text'")
         meta = row.get("meta") or {k: v for k, v in row.items() if k not in ("messages", "text")}
         preference = {k: row[k] for k in PREFERENCE_KEYS if k in row}  # pairs / labelled rows of preference runs
-        examples.append({**({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}), **preference, "meta": meta})
+        examples.append(
+            {
+                **({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}),
+                **preference,
+                "meta": meta,
+            }
+        )
     return examples
 
 
@@ -98,16 +106,22 @@ def decoding(config: Config) -> GenerationSettings:
     )
 
 
-def score_model(model, tokenizer, items: list[EvalItem], config: Config, metric_names: Sequence[str]) -> tuple[dict[str, float], list[str]]:
+def score_model(
+    model, tokenizer, items: list[EvalItem], config: Config, metric_names: Sequence[str]
+) -> tuple[dict[str, float], list[str]]:
     """Loss + generation metrics of one model; returns (scores, predictions)."""
     examples = [it.example for it in items]
-    scores = answer_loss(model, tokenizer, examples, config.data.loss_on, config.data.max_length, config.eval.batch_size)
+    scores = answer_loss(
+        model, tokenizer, examples, config.data.loss_on, config.data.max_length, config.eval.batch_size
+    )
     scores.pop("loss_tokens", None)
     scores.update(preference_scores(model, tokenizer, examples, config.data.max_length, config.eval.batch_size))
     generated = [it for it in items if it.prompt is not None]
     if not metric_names or not generated:
         return scores, []
-    predictions = [samples[0] for samples in generate(model, tokenizer, [it.prompt for it in generated], decoding(config))]
+    predictions = [
+        samples[0] for samples in generate(model, tokenizer, [it.prompt for it in generated], decoding(config))
+    ]
     references = [it.reference for it in generated]
     columns = _columns(generated)
     for name in metric_names:
@@ -150,8 +164,14 @@ def eval_split(run: RunDir) -> tuple[str, Path] | None:
     return None
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | None = None, compare: Sequence[str | Path] = (),
-             limit: int | None = None, checkpoint: str | None = None) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    base: bool | None = None,
+    compare: Sequence[str | Path] = (),
+    limit: int | None = None,
+    checkpoint: str | None = None,
+) -> dict:
     """Evaluate a run (and its base, and other runs) on its test split; writes RUN_DIR/eval/ and returns metrics.
 
     Without a test split (e.g. `data.split.test: 0`) the validation split is used, and the result says so
@@ -168,7 +188,10 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     if source is None:
         found = eval_split(run)
         if found is None:
-            raise DataError(f"{run.root}: the run kept no test or validation rows to evaluate on", hint="pass --data FILE.jsonl, or set data.split.test / data.split.val above 0")
+            raise DataError(
+                f"{run.root}: the run kept no test or validation rows to evaluate on",
+                hint="pass --data FILE.jsonl, or set data.split.test / data.split.val above 0",
+            )
         split, source = found
         if split == "val":
             note = f"no test split in {run.data}: evaluating on the validation split ({source})"
@@ -187,7 +210,9 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     predictions: dict[str, list[str]] = {}
     base = config.eval.compare_base if base is None else base
     for label, target, use_base in _models(str(run_dir), base, [str(c) for c in compare]):
-        model, tokenizer = load_for_generation(target, base=use_base, checkpoint=weights if target == str(run_dir) else None)
+        model, tokenizer = load_for_generation(
+            target, base=use_base, checkpoint=weights if target == str(run_dir) else None
+        )
         scores[label], predictions[label] = score_model(model, tokenizer, items, config, metric_names)
         del model
         gc.collect()
@@ -197,7 +222,9 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, base: bool | N
     return result
 
 
-def _result(scores: dict[str, dict[str, float]], items: list[EvalItem], source: Path, settings: GenerationSettings) -> dict:
+def _result(
+    scores: dict[str, dict[str, float]], items: list[EvalItem], source: Path, settings: GenerationSettings
+) -> dict:
     """metrics.json: per metric, each model's value and the tuned - base delta."""
     labels = list(scores)
     names = list(dict.fromkeys(n for s in scores.values() for n in s))

@@ -23,7 +23,14 @@ def _right_pad(rows, pad_id: int):
     return input_ids, labels, attention
 
 
-def answer_loss(model, tokenizer, examples: list[Example], loss_on: str = "assistant", max_length: int | None = None, batch_size: int = 8) -> dict[str, float]:
+def answer_loss(
+    model,
+    tokenizer,
+    examples: list[Example],
+    loss_on: str = "assistant",
+    max_length: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, float]:
     """Token-weighted mean cross-entropy over loss tokens, its perplexity, and the number of tokens scored."""
     import torch
     import torch.nn.functional as F
@@ -36,12 +43,19 @@ def answer_loss(model, tokenizer, examples: list[Example], loss_on: str = "assis
     total, count = 0.0, 0
     model.eval()
     for start in range(0, len(rows), batch_size):
-        input_ids, labels, attention = (t.to(device) for t in _right_pad(rows[start : start + batch_size], tokenizer.pad_token_id))
+        input_ids, labels, attention = (
+            t.to(device) for t in _right_pad(rows[start : start + batch_size], tokenizer.pad_token_id)
+        )
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits.float()
         # Token t predicts token t+1; summing (not averaging per batch) weights every answer token equally.
         shifted = labels[:, 1:]
-        total += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum").item()
+        total += F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            shifted.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        ).item()
         count += int((shifted != IGNORE_INDEX).sum())
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "loss_tokens": float(count)}

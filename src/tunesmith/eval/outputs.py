@@ -53,8 +53,11 @@ def _write_xlsx(path: Path, columns: list[str], rows: list[dict]) -> Path | None
         # openpyxl is a regular dependency; a broken environment still gets told, never a silent gap.
         import sys
 
-        print(f"{path} not written: openpyxl is missing (pip install openpyxl); the same outputs are in "
-              f"{path.with_suffix('.csv')} and {path.with_suffix('.jsonl')}", file=sys.stderr)
+        print(
+            f"{path} not written: openpyxl is missing (pip install openpyxl); the same outputs are in "
+            f"{path.with_suffix('.csv')} and {path.with_suffix('.jsonl')}",
+            file=sys.stderr,
+        )
         return None
     book = Workbook()
     sheet = book.active
@@ -62,7 +65,9 @@ def _write_xlsx(path: Path, columns: list[str], rows: list[dict]) -> Path | None
     sheet.append(columns)
     for row in rows:
         # Raw model output can hold control characters that Excel cells may not contain.
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in (row.get(c) for c in columns)])
+        sheet.append(
+            [ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in (row.get(c) for c in columns)]
+        )
     book.save(path)
     return path
 

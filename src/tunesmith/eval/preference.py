@@ -26,7 +26,9 @@ def preference_pairs(examples: list[dict]) -> list[tuple[list[dict], list[dict],
     return pairs
 
 
-def answer_logprobs(model, tokenizer, conversations: list[list[dict]], max_length: int | None, batch_size: int = 8) -> list[float]:
+def answer_logprobs(
+    model, tokenizer, conversations: list[list[dict]], max_length: int | None, batch_size: int = 8
+) -> list[float]:
     """Summed log-probability of the last assistant answer of each conversation given what precedes it."""
     import torch
 
@@ -37,7 +39,9 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], max_lengt
     model.eval()
     out: list[float] = []
     for start in range(0, len(rows), batch_size):
-        input_ids, labels, attention = (t.to(device) for t in _right_pad(rows[start : start + batch_size], tokenizer.pad_token_id))
+        input_ids, labels, attention = (
+            t.to(device) for t in _right_pad(rows[start : start + batch_size], tokenizer.pad_token_id)
+        )
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
         targets = labels[:, 1:]
@@ -47,7 +51,9 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], max_lengt
     return out
 
 
-def preference_scores(model, tokenizer, examples: list[dict], max_length: int | None = None, batch_size: int = 8) -> dict[str, float]:
+def preference_scores(
+    model, tokenizer, examples: list[dict], max_length: int | None = None, batch_size: int = 8
+) -> dict[str, float]:
     """{"preference_accuracy", "preference_margin", "preference_pairs"}; empty when the examples hold no pairs."""
     pairs = preference_pairs(examples)
     if not pairs:

@@ -32,7 +32,9 @@ def llama_cpp_version() -> str:
     try:
         return version(PACKAGE)
     except PackageNotFoundError:
-        raise ExportError(f"GGUF export needs {PACKAGE}, which is not installed", hint=f"install it: {INSTALL_HINT}") from None
+        raise ExportError(
+            f"GGUF export needs {PACKAGE}, which is not installed", hint=f"install it: {INSTALL_HINT}"
+        ) from None
 
 
 def converter_name() -> str:
@@ -75,8 +77,21 @@ def converter_dir() -> Path:
 
 
 def _download_sdist(ver: str, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"{PACKAGE}=={ver}", "-d", str(dest)]
-    print(f"fetching llama.cpp's converter once: {PACKAGE} {ver} source distribution (about 77 MB) ...", file=sys.stderr)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        f"{PACKAGE}=={ver}",
+        "-d",
+        str(dest),
+    ]
+    print(
+        f"fetching llama.cpp's converter once: {PACKAGE} {ver} source distribution (about 77 MB) ...", file=sys.stderr
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(dest.glob("*.tar.gz"))
     if proc.returncode != 0 or not found:
@@ -97,17 +112,24 @@ def _extract(sdist: Path, out: Path) -> None:
     with tarfile.open(sdist) as tar:
         top = tar.getmembers()[0].name.split("/")[0]
         prefix = f"{top}/vendor/llama.cpp/"
-        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name[len(prefix):].split("/")[0] in NEEDED]
+        members = [
+            m for m in tar.getmembers() if m.name.startswith(prefix) and m.name[len(prefix) :].split("/")[0] in NEEDED
+        ]
         if not members:
             raise ExportError(f"{sdist.name}: no vendor/llama.cpp/convert_hf_to_gguf.py in this source distribution")
         for member in members:
-            member.name = member.name[len(prefix):]
+            member.name = member.name[len(prefix) :]
         tar.extractall(out, members=members, filter="data")
 
 
 def convert_model(
-    model_dir: Path, out_path: Path, out_type: str, name: str | None = None, pre_tokenizer: str | None = None,
-    space_prefix: bool | None = None, add_bos: bool | None = None,
+    model_dir: Path,
+    out_path: Path,
+    out_type: str,
+    name: str | None = None,
+    pre_tokenizer: str | None = None,
+    space_prefix: bool | None = None,
+    add_bos: bool | None = None,
 ) -> Path:
     """HF folder -> GGUF of `out_type` with convert_hf_to_gguf.py.
 
@@ -117,9 +139,16 @@ def convert_model(
     tokenizer.ggml.add_bos_token.
     """
     if out_type not in OUT_TYPES:
-        raise ExportError(f"llama.cpp's converter writes {', '.join(OUT_TYPES)}, not '{out_type}' (quantize afterwards)")
-    args = [str(model_dir), "--outtype", out_type, "--outfile", str(out_path)] + (["--model-name", name] if name else [])
-    env = {"TUNESMITH_GGUF_PRE": pre_tokenizer or "", "TUNESMITH_GGUF_SPACE_PREFIX": "" if space_prefix is None else str(int(space_prefix))}
+        raise ExportError(
+            f"llama.cpp's converter writes {', '.join(OUT_TYPES)}, not '{out_type}' (quantize afterwards)"
+        )
+    args = [str(model_dir), "--outtype", out_type, "--outfile", str(out_path)] + (
+        ["--model-name", name] if name else []
+    )
+    env = {
+        "TUNESMITH_GGUF_PRE": pre_tokenizer or "",
+        "TUNESMITH_GGUF_SPACE_PREFIX": "" if space_prefix is None else str(int(space_prefix)),
+    }
     env["TUNESMITH_GGUF_ADD_BOS"] = "" if add_bos is None else str(int(add_bos))
     _run("convert_hf_to_gguf.py", args, model_dir, out_path, env)
     return out_path
@@ -164,4 +193,3 @@ def architecture(model_dir: Path) -> str:
     except (OSError, ValueError):
         return "unknown"
     return (config.get("architectures") or [config.get("model_type", "unknown")])[0]
-

@@ -91,14 +91,18 @@ def _require_converter(result: ExportResult) -> None:
 
 def _write_adapter(result: ExportResult, run: RunDir, config, tokenizer, tmp: Path) -> None:
     write_adapter_gguf(result, run, config, tmp)
-    write_adapter_modelfile(result, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer))
+    write_adapter_modelfile(
+        result, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer)
+    )
 
 
 def _gguf_types(types) -> list[str]:
     chosen = [t.lower() for t in (types or []) if t and t.lower() != "none"]
     unknown = [t for t in chosen if t not in GGUF_TYPES]
     if unknown:
-        raise ConfigError(f"--gguf: unknown GGUF type(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(GGUF_TYPES)}")
+        raise ConfigError(
+            f"--gguf: unknown GGUF type(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(GGUF_TYPES)}"
+        )
     return list(dict.fromkeys(chosen))
 
 
@@ -134,10 +138,18 @@ def _system_prompt(run: RunDir, config) -> str | None:
 
 
 def _write_modelfile(result: ExportResult, run: RunDir, config, tokenizer, primary: str) -> None:
-    text, fmt = modelfile(result.gguf_files[primary].name, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer))
+    text, fmt = modelfile(
+        result.gguf_files[primary].name,
+        tokenizer,
+        _system_prompt(run, config),
+        config.data.max_length,
+        _adds_bos(tokenizer),
+    )
     if _trained_with_tools(run):  # our Go TEMPLATE rebuilds turns only: no .Tools, no .ToolCalls
         fmt.exact = False
-        fmt.notes.append("the run trained tool calls, which this TEMPLATE does not render: use Ollama's own template for the family")
+        fmt.notes.append(
+            "the run trained tool calls, which this TEMPLATE does not render: use Ollama's own template for the family"
+        )
         text = f"# APPROXIMATED: {fmt.notes[-1]}\n" + text
     result.modelfile = result.out_dir / "Modelfile"
     result.modelfile.write_text(text, encoding="utf-8")
@@ -161,6 +173,7 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
     Test rows already carry the run's system prompt (added when the data was prepared); the fallback prompt
     gets it too, so parity is proven on prompts shaped like the deployed model's.
     """
+
     def bos_text(ids: list[int], text: str) -> str:  # llama.cpp reads the BOS from the text (add_bos=False)
         bos = tokenizer.bos_token
         return bos + text if ids and ids[0] == tokenizer.bos_token_id and bos and not text.startswith(bos) else text
@@ -182,7 +195,9 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
             break
     if not prompts:
         system = run.read_manifest().system_prompt
-        hello = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "Hello! Who are you?"}]
+        hello = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": "Hello! Who are you?"}
+        ]
         ids = prompt_ids(tokenizer, hello)
         prompts.append(Prompt(ids, bos_text(ids, render(tokenizer, hello, add_generation_prompt=True))))
     return prompts

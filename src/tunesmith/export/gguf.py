@@ -18,7 +18,9 @@ from tunesmith.model.templates import END_OF_TURN
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
 # Pre-tokenizer split regexes llama.cpp knows by name (from the models' tokenizer.json files).
-QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 PRE_TOKENIZERS = {QWEN2_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
@@ -26,7 +28,12 @@ PRE_TOKENIZERS = {QWEN2_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 def convert_to_gguf(model_dir: Path, out_path: Path, out_type: str, name: str | None = None) -> Path:
     """Write `model_dir` (an HF folder with safetensors) as a GGUF of `out_type` (f32, f16 or bf16)."""
     return convert_model(
-        model_dir, out_path, out_type, name, pre_tokenizer=split_rule_name(model_dir), space_prefix=space_prefix(model_dir),
+        model_dir,
+        out_path,
+        out_type,
+        name,
+        pre_tokenizer=split_rule_name(model_dir),
+        space_prefix=space_prefix(model_dir),
         add_bos=adds_bos(model_dir),
     )
 

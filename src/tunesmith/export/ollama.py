@@ -51,7 +51,7 @@ def _render(tokenizer, messages: list[dict], gen: bool) -> str:
 def _cut(text: str, head: str, what: str) -> str:
     if not text.startswith(head):
         raise ValueError(f"{what}: '{text}' does not start with '{head}'")
-    return text[len(head):]
+    return text[len(head) :]
 
 
 def turn_format(tokenizer) -> TurnFormat:
@@ -69,8 +69,11 @@ def turn_format(tokenizer) -> TurnFormat:
         between, assistant_suffix = _cut(pair, only_user, "assistant turn").split(a)
         system_part, rest = with_system.split(s)
         fmt = TurnFormat(
-            preamble="", prefix={"user": head, "assistant": between}, suffix={"user": user_suffix, "assistant": assistant_suffix},
-            generation=generation, family=family,
+            preamble="",
+            prefix={"user": head, "assistant": between},
+            suffix={"user": user_suffix, "assistant": assistant_suffix},
+            generation=generation,
+            family=family,
         )
         _split_preamble(fmt, tokenizer, system_part, rest, head)
     except Exception as exc:  # noqa: BLE001 - any jinja failure means: cannot derive exactly
@@ -81,7 +84,15 @@ def turn_format(tokenizer) -> TurnFormat:
 
 def _split_preamble(fmt: TurnFormat, tokenizer, system_part: str, rest: str, user_head: str) -> None:
     """Separate text written once at the start (e.g. BOS) from the user prefix, and find the system turn."""
-    two_turns = _render(tokenizer, [{"role": "user", "content": MARK["user"]}, {"role": "assistant", "content": MARK["assistant"]}, {"role": "user", "content": MARK["user"]}], False)
+    two_turns = _render(
+        tokenizer,
+        [
+            {"role": "user", "content": MARK["user"]},
+            {"role": "assistant", "content": MARK["assistant"]},
+            {"role": "user", "content": MARK["user"]},
+        ],
+        False,
+    )
     later_user = two_turns.split(MARK["assistant"] + fmt.suffix["assistant"], 1)[1].split(MARK["user"])[0]
     if not user_head.endswith(later_user):
         raise ValueError("the user prefix differs between the first and later turns")
@@ -122,7 +133,9 @@ def _fallback_format(family: str, note: str) -> TurnFormat:
         prefix = {r: f"<|im_start|>{r}\n" for r in ("system", "user", "assistant")}
         suffix = {r: "<|im_end|>\n" for r in prefix}
         generation, name = prefix["assistant"], "ChatML"
-    return TurnFormat("", prefix, suffix, generation, family, exact=False, notes=[note, f"TEMPLATE is approximated as {name}"])
+    return TurnFormat(
+        "", prefix, suffix, generation, family, exact=False, notes=[note, f"TEMPLATE is approximated as {name}"]
+    )
 
 
 def _go_literal(text: str) -> str:
@@ -136,7 +149,7 @@ def go_template(fmt: TurnFormat, drop_bos: str | None = None) -> str:
     """The Go template over .Messages that reproduces `fmt` (Ollama injects SYSTEM as a system message)."""
     preamble = fmt.preamble
     if drop_bos and preamble.startswith(drop_bos):
-        preamble = preamble[len(drop_bos):]  # llama.cpp adds BOS itself (tokenizer.ggml.add_bos_token)
+        preamble = preamble[len(drop_bos) :]  # llama.cpp adds BOS itself (tokenizer.ggml.add_bos_token)
     parts = [_go_literal(preamble), "{{ range .Messages }}"]
     for i, role in enumerate(("system", "user", "assistant")):
         parts.append(f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}')
@@ -168,7 +181,9 @@ def modelfile(
     fmt = turn_format(tokenizer)
     template = go_template(fmt, drop_bos=tokenizer.bos_token if add_bos else None)
     lines = [f"FROM ./{gguf_name}"] + ([f"ADAPTER ./{adapter_name}"] if adapter_name else []) + [""]
-    lines += [f"# chat template family: {fmt.family}" + ("" if fmt.exact else " (APPROXIMATED: " + "; ".join(fmt.notes) + ")")]
+    lines += [
+        f"# chat template family: {fmt.family}" + ("" if fmt.exact else " (APPROXIMATED: " + "; ".join(fmt.notes) + ")")
+    ]
     lines += [f'TEMPLATE """{template}"""', ""]
     if system_prompt:
         lines += [f'SYSTEM """{_go_literal(system_prompt)}"""', ""]

@@ -127,7 +127,13 @@ def bounds_for(gguf_type: str) -> Bounds:
 
 
 def check_gguf(
-    path: Path, model, tokenizer, prompts: list[Prompt], n_tokens: int, stop_ids: set[int], lora_path: Path | None = None
+    path: Path,
+    model,
+    tokenizer,
+    prompts: list[Prompt],
+    n_tokens: int,
+    stop_ids: set[int],
+    lora_path: Path | None = None,
 ) -> FormatParity:
     """Compare one GGUF file (with a LoRA GGUF applied on top, if given) with the HF model (float32, eval mode)
     on every prompt and give the verdict; the bounds are those of the (base) file's type."""
@@ -143,8 +149,13 @@ def check_gguf(
     measured = _measured(results)
     failures = ([bos_failure] if bos_failure else []) + judge(results, bounds)
     return FormatParity(
-        gguf_type=gguf_type, file=Path(path).name, verdict="failed" if failures else "passed",
-        bounds=asdict(bounds), measured=measured, failures=failures, prompts=results,
+        gguf_type=gguf_type,
+        file=Path(path).name,
+        verdict="failed" if failures else "passed",
+        bounds=asdict(bounds),
+        measured=measured,
+        failures=failures,
+        prompts=results,
         lora=Path(lora_path).name if lora_path else None,
     )
 
@@ -155,7 +166,14 @@ def open_gguf(path: Path, n_ctx: int, lora_path: Path | None = None):
     llama_cpp = require_llama_cpp()
     f32 = 0  # GGML_TYPE_F32; llama.cpp's default f16 cache alone moves logits by ~1e-2
     return llama_cpp.Llama(
-        model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, type_k=f32, type_v=f32, n_threads=1, seed=0,
+        model_path=str(path),
+        n_ctx=n_ctx,
+        logits_all=True,
+        verbose=False,
+        type_k=f32,
+        type_v=f32,
+        n_threads=1,
+        seed=0,
         lora_path=str(lora_path) if lora_path else None,
     )
 
@@ -222,9 +240,12 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def _bos_failure(llm, tokenizer) -> str | None:
     """llama.cpp must add the same leading special tokens as HF (BOS or none, same id): Ollama feeds what it adds."""
     text = "Hello"
-    hf_added = _leading_added(tokenizer(text, add_special_tokens=True)["input_ids"], tokenizer(text, add_special_tokens=False)["input_ids"])
+    hf_added = _leading_added(
+        tokenizer(text, add_special_tokens=True)["input_ids"], tokenizer(text, add_special_tokens=False)["input_ids"]
+    )
     gguf_added = _leading_added(
-        llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        llm.tokenize(text.encode("utf-8"), add_bos=True, special=False),
+        llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
     )
     if hf_added == gguf_added:
         return None
@@ -259,7 +280,8 @@ def judge(results: list[PromptParity], bounds: Bounds) -> list[str]:
     failures = [
         f"tokenization: prompt {r.index}: HF ids {r.hf_ids[:12]}... but llama.cpp {r.gguf_ids[:12]}... "
         f"(first difference at id {_first_difference(r.hf_ids, r.gguf_ids)})"
-        for r in results if not r.tokenization_equal
+        for r in results
+        if not r.tokenization_equal
     ]
     if bounds.greedy_tokens:
         failures += _greedy_failures(results, bounds.near_tie_margin)

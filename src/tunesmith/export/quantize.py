@@ -96,14 +96,22 @@ def tensor_type_problems(path: Path, requested: str) -> list[str]:
     if written != file_type:
         problems.append(f"general.file_type is {written}, not {file_type}")
     matrices = [t for t in reader.tensors if len(t.shape) >= 2]
-    problems += [f"{t.name} ({t.tensor_type.name}) should be F32" for t in reader.tensors if len(t.shape) < 2 and t.tensor_type.name != "F32"]
+    problems += [
+        f"{t.name} ({t.tensor_type.name}) should be F32"
+        for t in reader.tensors
+        if len(t.shape) < 2 and t.tensor_type.name != "F32"
+    ]
     for tensor in matrices:
         allowed = {_fitting_type(kind, int(tensor.shape[0])) for kind in (main, *companions)}
         if tensor.tensor_type.name not in allowed:
             problems.append(f"{tensor.name} is {tensor.tensor_type.name}, expected {' or '.join(sorted(allowed))}")
     for kind in (main, *companions[: 1 if requested.endswith("_k_m") else 0]):
-        if any(_fitting_type(kind, int(t.shape[0])) == kind for t in matrices) and not any(t.tensor_type.name == kind for t in matrices):
-            problems.append(f"no tensor is {kind}, though rows of {kind}'s block size exist (the {requested} mix has it)")
+        if any(_fitting_type(kind, int(t.shape[0])) == kind for t in matrices) and not any(
+            t.tensor_type.name == kind for t in matrices
+        ):
+            problems.append(
+                f"no tensor is {kind}, though rows of {kind}'s block size exist (the {requested} mix has it)"
+            )
     return problems
 
 

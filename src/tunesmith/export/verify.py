@@ -107,7 +107,9 @@ def _row_prompt(tokenizer, row: dict) -> Prompt | None:
     messages = row.get("messages") or []
     cut = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
     if messages[:cut] and tokenizer.chat_template:
-        return Prompt(prompt_ids(tokenizer, messages[:cut]), render(tokenizer, messages[:cut], add_generation_prompt=True))
+        return Prompt(
+            prompt_ids(tokenizer, messages[:cut]), render(tokenizer, messages[:cut], add_generation_prompt=True)
+        )
     if row.get("text"):
         return _text_prompt(tokenizer, row["text"])
     return None
@@ -128,14 +130,20 @@ def default_prompts(tokenizer, count: int) -> list[Prompt]:
     for question in (DEFAULT_MESSAGES * (count // len(DEFAULT_MESSAGES) + 1))[:count]:
         if tokenizer.chat_template:
             messages = [{"role": "user", "content": question}]
-            prompts.append(Prompt(prompt_ids(tokenizer, messages), render(tokenizer, messages, add_generation_prompt=True)))
+            prompts.append(
+                Prompt(prompt_ids(tokenizer, messages), render(tokenizer, messages, add_generation_prompt=True))
+            )
         else:
             prompts.append(_text_prompt(tokenizer, question))
     return prompts
 
 
 def write_parity(
-    path: Path, reports: dict[str, FormatParity], prompts: int, tokens: int, skipped: str | None = None,
+    path: Path,
+    reports: dict[str, FormatParity],
+    prompts: int,
+    tokens: int,
+    skipped: str | None = None,
     checkpoint: str | None = None,
 ) -> dict:
     """parity.json: overall verdict, the checkpoint exported (when known), and per file its type, bounds,
@@ -144,7 +152,12 @@ def write_parity(
         payload = {"verdict": "skipped", "skipped_by": skipped, "formats": {}}
     else:
         verdict = "passed" if all(r.passed for r in reports.values()) else "failed"
-        payload = {"verdict": verdict, "prompts": prompts, "tokens": tokens, "formats": {k: r.to_dict() for k, r in reports.items()}}
+        payload = {
+            "verdict": verdict,
+            "prompts": prompts,
+            "tokens": tokens,
+            "formats": {k: r.to_dict() for k, r in reports.items()},
+        }
     if checkpoint is not None:
         payload["checkpoint"] = checkpoint
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,9 +178,17 @@ def failure_message(reports: dict[str, FormatParity]) -> str:
 def summary_line(name: str, report: FormatParity) -> str:
     """One line per file for the CLI: verdict first, then the numbers against their bounds."""
     m, b = report.measured, report.bounds
-    parts = [f"tokenization {m['tokenization_match_rate']:.0%}", f"greedy tokens {m['greedy_match_rate']:.0%} identical"]
-    parts.append(f"max logit diff {m['max_logit_diff']:.2e}" + (f" (bound {b['max_logit_diff']:g})" if b["max_logit_diff"] else ""))
+    parts = [
+        f"tokenization {m['tokenization_match_rate']:.0%}",
+        f"greedy tokens {m['greedy_match_rate']:.0%} identical",
+    ]
+    parts.append(
+        f"max logit diff {m['max_logit_diff']:.2e}"
+        + (f" (bound {b['max_logit_diff']:g})" if b["max_logit_diff"] else "")
+    )
     if b["min_top1_agreement"] is not None:
         parts.append(f"top-1 agreement {m['top1_agreement']:.0%} (bound {b['min_top1_agreement']:.0%})")
-    parts.append(f"mean KL {m['mean_kl']:.2e}" + (f" (bound {b['max_mean_kl']:g})" if b["max_mean_kl"] is not None else ""))
+    parts.append(
+        f"mean KL {m['mean_kl']:.2e}" + (f" (bound {b['max_mean_kl']:g})" if b["max_mean_kl"] is not None else "")
+    )
     return f"parity {name}: {report.verdict.upper()} ({report.gguf_type}): " + ", ".join(parts)

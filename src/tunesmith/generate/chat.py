@@ -35,7 +35,9 @@ class ChatSession:
         self.history.append({"role": "user", "content": text})
         ids = torch.tensor([prompt_ids(self.tokenizer, self.messages())], device=next(self.model.parameters()).device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = generation_kwargs(self.model, self.tokenizer, GenerationSettings(**{**vars(self.settings), "num_samples": 1}))
+        kwargs = generation_kwargs(
+            self.model, self.tokenizer, GenerationSettings(**{**vars(self.settings), "num_samples": 1})
+        )
         if self.settings.seed is not None:
             set_seed(self.settings.seed)
         thread = Thread(target=self._generate, args=(ids, streamer, kwargs), daemon=True)

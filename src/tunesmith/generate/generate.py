@@ -86,12 +86,14 @@ def _left_pad(batch_ids: list[list[int]], pad_id: int):
     attention = torch.zeros((len(batch_ids), width), dtype=torch.long)
     for row, ids in enumerate(batch_ids):
         if ids:
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
     return input_ids, attention
 
 
-def generate(model, tokenizer, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[list[str]]:
+def generate(
+    model, tokenizer, conversations: list[list[dict]], settings: GenerationSettings | None = None
+) -> list[list[str]]:
     """For each conversation, `settings.num_samples` assistant replies (decoded, stop strings cut)."""
     import torch
     from transformers import set_seed
@@ -108,7 +110,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], settings: Genera
         input_ids, attention = _left_pad(batch, tokenizer.pad_token_id)
         with torch.no_grad():
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-        texts = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+        texts = tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
         texts = [cut_at_stop(t, settings.stop).strip() for t in texts]
         n = settings.num_samples
         results.extend(texts[i : i + n] for i in range(0, len(texts), n))
@@ -142,7 +144,9 @@ def read_prompts(path: str | Path) -> list[str | list[dict]]:
         elif "prompt" in row:
             prompts.append(str(row["prompt"]))
         else:
-            raise TunesmithError(f"{file}:{number}: expected a 'prompt' or 'messages' key", hint="one JSON object per line")
+            raise TunesmithError(
+                f"{file}:{number}: expected a 'prompt' or 'messages' key", hint="one JSON object per line"
+            )
     return prompts
 
 
@@ -167,6 +171,5 @@ def generate_from(
     conversations = [build_messages(p, system) for p in prompts]
     samples = generate(model, tokenizer, conversations, settings)
     return [
-        {"prompt": conv[-1]["content"], "messages": conv, "samples": outs}
-        for conv, outs in zip(conversations, samples)
+        {"prompt": conv[-1]["content"], "messages": conv, "samples": outs} for conv, outs in zip(conversations, samples)
     ]

@@ -14,7 +14,9 @@ def quantization_config(config: Config, compute_dtype):
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ConfigError("train.mode 'qlora' needs bitsandbytes", hint="pip install 'tunesmith[qlora]' or use train.mode: lora") from None
+        raise ConfigError(
+            "train.mode 'qlora' needs bitsandbytes", hint="pip install 'tunesmith[qlora]' or use train.mode: lora"
+        ) from None
     from transformers import BitsAndBytesConfig
 
     q = config.quantization

@@ -41,7 +41,14 @@ def resolve_base_model(config: Config, run: RunDir, train_rows: list[Example]) -
         shape = config.model.tiny
         texts = ["\n".join(texts_of(row)) for row in train_rows]
         build_tiny_model(
-            name[len(TINY_PREFIX):], target, texts, shape.vocab_size, shape.layers, shape.hidden, shape.heads, config.run.seed
+            name[len(TINY_PREFIX) :],
+            target,
+            texts,
+            shape.vocab_size,
+            shape.layers,
+            shape.hidden,
+            shape.heads,
+            config.run.seed,
         )
     return str(run.base_model) if is_main_process() else str(target)
 
@@ -70,6 +77,11 @@ def load_base_model(config: Config, base: str, plan: DevicePlan):
         quant = quantization_config(config, compute_dtype_for(config, plan.precision))
         device_map = {"": plan.device if plan.device != "cuda" else torch.cuda.current_device()}
     return load_model(
-        base, dtype=dtype, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code,
-        attn_implementation=config.model.attn_implementation, quantization_config=quant, device_map=device_map,
+        base,
+        dtype=dtype,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+        attn_implementation=config.model.attn_implementation,
+        quantization_config=quant,
+        device_map=device_map,
     )

@@ -25,7 +25,11 @@ class FastDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = keep_mask(x.numel(), self.p, x.device).view(x.shape) if self.p <= GAPS_UP_TO else torch.rand_like(x) >= self.p
+        keep = (
+            keep_mask(x.numel(), self.p, x.device).view(x.shape)
+            if self.p <= GAPS_UP_TO
+            else torch.rand_like(x) >= self.p
+        )
         return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:

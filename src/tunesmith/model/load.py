@@ -54,7 +54,13 @@ def split_gguf(name_or_path: str) -> tuple[str, str | None]:
     return name_or_path, None
 
 
-def load_tokenizer(name_or_path: str, tokenizer: str | None = None, chat_template: str = "auto", revision: str | None = None, trust_remote_code: bool = False):
+def load_tokenizer(
+    name_or_path: str,
+    tokenizer: str | None = None,
+    chat_template: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+):
     """The tokenizer with pad token and chat template set (the template the run trains and exports with)."""
     from transformers import AutoTokenizer
 
@@ -98,7 +104,12 @@ def _check_template_parses(template, source: str) -> None:
         ) from None
 
 
-def tokenizer_for(model: ModelConfig, name_or_path: str | None = None, texts: Iterable[str] | None = None, chat_template: str | None = None):
+def tokenizer_for(
+    model: ModelConfig,
+    name_or_path: str | None = None,
+    texts: Iterable[str] | None = None,
+    chat_template: str | None = None,
+):
     """The tokenizer a config's model trains and generates with (model.tokenizer, revision, chat template).
 
     `name_or_path` replaces model.name_or_path (a resolved base, e.g. a run's built `tiny:` folder). An unbuilt
@@ -219,7 +230,9 @@ def forget_gguf_origin(model):
     the Trainer then refuses to train it ("GGUF ... do not support training") and save_pretrained refuses to
     save it. The weights are plain floats: drop the marker."""
     quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None and str(getattr(quantizer.quantization_config, "quant_method", "")).lower().endswith("gguf"):
+    if quantizer is not None and str(getattr(quantizer.quantization_config, "quant_method", "")).lower().endswith(
+        "gguf"
+    ):
         model.hf_quantizer = None
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):

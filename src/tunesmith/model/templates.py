@@ -14,7 +14,9 @@ END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoft
 
 
 def builtin_template(name: str) -> str:
-    return resources.files("tunesmith.model").joinpath(f"chat_templates/{name}.jinja").read_text(encoding="utf-8").strip()
+    return (
+        resources.files("tunesmith.model").joinpath(f"chat_templates/{name}.jinja").read_text(encoding="utf-8").strip()
+    )
 
 
 def resolve_chat_template(choice: str, tokenizer) -> str:

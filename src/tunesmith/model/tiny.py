@@ -64,7 +64,9 @@ def build_tiny_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(texts, vocab_size) if tokenizer_from is None else _real_tokenizer(tokenizer_from, out)
-    model = _build_model(arch, len(tokenizer), layers, hidden, heads, seed, tokenizer, trained_vocab=tokenizer_from is None)
+    model = _build_model(
+        arch, len(tokenizer), layers, hidden, heads, seed, tokenizer, trained_vocab=tokenizer_from is None
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -115,18 +117,24 @@ def tiny_config(arch: str, vocab: int, layers: int, hidden: int, heads: int):
     """The transformers config of a `tiny:` model trained on its run's text (what `tunesmith plan` sizes)."""
     from tunesmith.model.families import family_config
 
-    config = family_config(arch, vocab, layers, hidden, heads, dict(pad_token_id=None, eos_token_id=None, bos_token_id=None))
+    config = family_config(
+        arch, vocab, layers, hidden, heads, dict(pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    )
     config.tie_word_embeddings = True  # as _build_model does for a trained vocabulary
     return config
 
 
-def _build_model(arch: str, vocab: int, layers: int, hidden: int, heads: int, seed: int, tokenizer, trained_vocab: bool):
+def _build_model(
+    arch: str, vocab: int, layers: int, hidden: int, heads: int, seed: int, tokenizer, trained_vocab: bool
+):
     import torch
     from transformers import AutoModelForCausalLM
 
     from tunesmith.model.families import family_config
 
-    special = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    special = dict(
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id
+    )
     config = family_config(arch, vocab, layers, hidden, heads, special)
     if trained_vocab:
         config.tie_word_embeddings = True  # what `tiny:llama` / `tiny:qwen2` runs have always been

@@ -19,8 +19,12 @@ from tunesmith.run_dir import Manifest, RunDir, read_jsonl
 SAMPLES = 10
 LOWER_IS_BETTER = ("loss", "perplexity")
 CARD_LABELS = {
-    "json_valid": "valid JSON", "json_field_intent": "intent accuracy", "json_match": "whole-JSON match",
-    "exact_match": "exact match", "numeric_accuracy": "answer accuracy", "rougeL": "ROUGE-L",
+    "json_valid": "valid JSON",
+    "json_field_intent": "intent accuracy",
+    "json_match": "whole-JSON match",
+    "exact_match": "exact match",
+    "numeric_accuracy": "answer accuracy",
+    "rougeL": "ROUGE-L",
     "preference_accuracy": "preference accuracy",
 }
 
@@ -71,7 +75,10 @@ def plan_rows(run: RunDir, manifest: Manifest) -> list[tuple[str, str]]:
     if not plan or not measured:
         return []
     rows = []
-    for label, key, measured_key, fmt in (("peak memory", "peak", "peak_memory", size), ("time per step", "seconds_per_step", "seconds_per_step", duration)):
+    for label, key, measured_key, fmt in (
+        ("peak memory", "peak", "peak_memory", size),
+        ("time per step", "seconds_per_step", "seconds_per_step", duration),
+    ):
         p, m = plan.get(key), measured.get(measured_key)
         if p and m:
             rows.append((f"{label}: predicted / measured", f"{fmt(p)} / {fmt(m)} ({p / m - 1:+.0%})"))
@@ -118,7 +125,9 @@ def training_section(history: list[dict]) -> dict:
         "reward_chart": reward_chart(history),
         "preference_chart": preference_chart(history),
         "accuracy_chart": accuracy_chart(history),
-        "lr_chart": plots.line_chart({"lr": _series(history, "lr", "learning_rate")}, "step", "learning rate", plots.SMALL),
+        "lr_chart": plots.line_chart(
+            {"lr": _series(history, "lr", "learning_rate")}, "step", "learning rate", plots.SMALL
+        ),
         "speed_chart": plots.line_chart({"speed": speed}, "step", "tokens / s", plots.SMALL),
         "steps": int(max((p[0] for p in train_loss + val_loss), default=0)),
     }
@@ -126,7 +135,14 @@ def training_section(history: list[dict]) -> dict:
 
 def reward_chart(history: list[dict]) -> str | None:
     """GRPO runs: the weighted total reward and each reward's mean per step (None for SFT runs)."""
-    names = sorted({k[len("rewards/"):-len("/mean")] for row in history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+    names = sorted(
+        {
+            k[len("rewards/") : -len("/mean")]
+            for row in history
+            for k in row
+            if k.startswith("rewards/") and k.endswith("/mean")
+        }
+    )
     series = {"total": _series(history, "reward")} | {name: _series(history, f"rewards/{name}/mean") for name in names}
     series = {name: points for name, points in series.items() if points}
     return plots.line_chart(series, "step", "mean reward") if series else None
@@ -153,13 +169,29 @@ def summary_cards(history: list[dict], evaluation: dict | None) -> list[dict]:
     train_loss, val_loss = _series(history, "loss"), _series(history, "eval_loss")
     speed = [v for _, v in _series(history, "tokens_per_s", "tokens_per_second")]
     if train_loss:
-        cards.append({"label": "final train loss", "value": f"{train_loss[-1][1]:.3f}", "note": f"from {train_loss[0][1]:.3f}"})
+        cards.append(
+            {"label": "final train loss", "value": f"{train_loss[-1][1]:.3f}", "note": f"from {train_loss[0][1]:.3f}"}
+        )
     if val_loss:
-        cards.append({"label": "best val loss", "value": f"{min(v for _, v in val_loss):.3f}", "note": f"{len(val_loss)} evaluations"})
+        cards.append(
+            {
+                "label": "best val loss",
+                "value": f"{min(v for _, v in val_loss):.3f}",
+                "note": f"{len(val_loss)} evaluations",
+            }
+        )
     if speed:
-        cards.append({"label": "tokens / s", "value": f"{sum(speed) / len(speed):,.0f}", "note": "mean of logged steps"})
+        cards.append(
+            {"label": "tokens / s", "value": f"{sum(speed) / len(speed):,.0f}", "note": "mean of logged steps"}
+        )
     for name, row in _headline_metrics(evaluation):
-        cards.append({"label": CARD_LABELS.get(name, name), "value": plots_fmt(row.get("tuned")), "note": f"base {plots_fmt(row.get('base'))}"})
+        cards.append(
+            {
+                "label": CARD_LABELS.get(name, name),
+                "value": plots_fmt(row.get("tuned")),
+                "note": f"base {plots_fmt(row.get('base'))}",
+            }
+        )
     return cards
 
 
@@ -167,7 +199,15 @@ def _headline_metrics(evaluation: dict | None) -> list[tuple[str, dict]]:
     if not evaluation:
         return []
     metrics = evaluation.get("metrics", {})
-    preferred = ["preference_accuracy", "json_valid", "json_field_intent", "json_match", "exact_match", "numeric_accuracy", "rougeL"]
+    preferred = [
+        "preference_accuracy",
+        "json_valid",
+        "json_field_intent",
+        "json_match",
+        "exact_match",
+        "numeric_accuracy",
+        "rougeL",
+    ]
     return [(name, metrics[name]) for name in preferred if name in metrics][:3]
 
 
@@ -185,12 +225,14 @@ def eval_rows(evaluation: dict | None) -> list[dict]:
     for name, row in evaluation.get("metrics", {}).items():
         delta = row.get("delta")
         better = None if not delta else (delta < 0) == (name in LOWER_IS_BETTER)
-        rows.append({
-            "name": name,
-            "values": [plots_fmt(row.get(m)) for m in evaluation.get("models", [])],
-            "delta": "-" if delta is None else f"{delta:+.3f}",
-            "delta_class": "neutral" if better is None else "better" if better else "worse",
-        })
+        rows.append(
+            {
+                "name": name,
+                "values": [plots_fmt(row.get(m)) for m in evaluation.get("models", [])],
+                "delta": "-" if delta is None else f"{delta:+.3f}",
+                "delta_class": "neutral" if better is None else "better" if better else "worse",
+            }
+        )
     return rows
 
 
@@ -202,14 +244,20 @@ def sample_rows(path: Path, count: int = SAMPLES) -> list[dict]:
 
 def data_section(run: RunDir, config: Config) -> dict:
     """Rows per split and a histogram of example lengths (tokens when the run's tokenizer loads)."""
-    splits = {name: read_jsonl(run.split_file(name)) for name in ("train", "val", "test") if run.split_file(name).is_file()}
+    splits = {
+        name: read_jsonl(run.split_file(name)) for name in ("train", "val", "test") if run.split_file(name).is_file()
+    }
     examples = [ex for rows in splits.values() for ex in rows]
     lengths, unit = _lengths(run, examples)
     max_length = config.data.max_length if unit == "tokens" else None
     stats = {}
     if lengths:
         ordered = sorted(lengths)
-        stats = {"mean": f"{sum(lengths) / len(lengths):.1f}", "p95": ordered[int(0.95 * (len(ordered) - 1))], "max": ordered[-1]}
+        stats = {
+            "mean": f"{sum(lengths) / len(lengths):.1f}",
+            "p95": ordered[int(0.95 * (len(ordered) - 1))],
+            "max": ordered[-1],
+        }
     return {
         "splits": {name: len(rows) for name, rows in splits.items()},
         "unit": unit,
@@ -255,13 +303,15 @@ def parity_rows(parity) -> list[dict]:
     for name, report in formats.items():
         measured, bounds = report.get("measured") or {}, report.get("bounds") or {}
         bound = bounds.get("max_logit_diff")
-        rows.append({
-            "type": name,
-            "match_rate": f"{measured.get('greedy_match_rate', 0):.0%}",
-            "max_logit_diff": f"{measured.get('max_logit_diff', 0):.2g}" + (f" (bound {bound:g})" if bound else ""),
-            "tokenization": f"{measured.get('tokenization_match_rate', 0):.0%}",
-            "exact": report.get("verdict") == "passed",
-        })
+        rows.append(
+            {
+                "type": name,
+                "match_rate": f"{measured.get('greedy_match_rate', 0):.0%}",
+                "max_logit_diff": f"{measured.get('max_logit_diff', 0):.2g}" + (f" (bound {bound:g})" if bound else ""),
+                "tokenization": f"{measured.get('tokenization_match_rate', 0):.0%}",
+                "exact": report.get("verdict") == "passed",
+            }
+        )
     return rows
 
 

@@ -36,7 +36,9 @@ def to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, size: tuple[float, float] = (9.6, 3.2)) -> str | None:
+def line_chart(
+    series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, size: tuple[float, float] = (9.6, 3.2)
+) -> str | None:
     """Lines of (x, y) points, one per named series; None when every series is empty."""
     series = {name: points for name, points in series.items() if points}
     if not series:

@@ -131,7 +131,10 @@ def _check_options(name: str, func: Callable, options: dict) -> None:
     params = _parameters(func)
     if params is None:
         return
-    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"completions", "prompts"}
+    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {
+        "completions",
+        "prompts",
+    }
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if takes_any and not _keyword_only(params):
         return
@@ -159,5 +162,3 @@ def _check_scores(name: str, scores, expected: int) -> list[float]:
 
 def _zero_nan(value: float) -> float:
     return 0.0 if math.isnan(value) else value
-
-

@@ -22,7 +22,9 @@ FORMAT_PATTERNS = {
 }
 
 
-def format_reward(completions: list[str], *, pattern: str = "reasoning_answer", full: bool = True, **columns) -> list[float]:
+def format_reward(
+    completions: list[str], *, pattern: str = "reasoning_answer", full: bool = True, **columns
+) -> list[float]:
     """1.0 when the completion fits the pattern (a name in FORMAT_PATTERNS or a regex), else 0.0.
 
     full=True: the whole completion must match; full=False: the pattern may occur anywhere.
@@ -32,7 +34,9 @@ def format_reward(completions: list[str], *, pattern: str = "reasoning_answer", 
     return [1.0 if check(text.strip()) else 0.0 for text in completions]
 
 
-def numeric_match(completions: list[str], *, reference_column: str = "answer", tolerance: float = 1e-6, **columns) -> list[float]:
+def numeric_match(
+    completions: list[str], *, reference_column: str = "answer", tolerance: float = 1e-6, **columns
+) -> list[float]:
     """1.0 when the completion's final number equals the reference's (GSM8K '####' aware), else 0.0."""
     references = _column(columns, reference_column, "numeric_match")
     scores = []
@@ -49,7 +53,9 @@ def json_valid(completions: list[str], *, strict: bool = False, **columns) -> li
     return [0.0 if extract_json(text) is None else 1.0 for text in completions]
 
 
-def json_match(completions: list[str], *, reference_column: str = "answer", fields: list[str] | None = None, **columns) -> list[float]:
+def json_match(
+    completions: list[str], *, reference_column: str = "answer", fields: list[str] | None = None, **columns
+) -> list[float]:
     """Share of the reference object's fields (or `fields`) the completion's JSON gets equal; 1/0 for non-objects."""
     references = _column(columns, reference_column, "json_match")
     scores = []
@@ -65,7 +71,9 @@ def json_match(completions: list[str], *, reference_column: str = "answer", fiel
     return scores
 
 
-def length_reward(completions: list[str], *, min: int = 0, max: int | None = None, unit: str = "chars", **columns) -> list[float]:  # noqa: A002
+def length_reward(
+    completions: list[str], *, min: int = 0, max: int | None = None, unit: str = "chars", **columns
+) -> list[float]:  # noqa: A002
     """1.0 inside [min, max]; outside, the ratio of the nearer bound to the length (smooth, so it can teach)."""
     if unit not in ("chars", "words"):
         raise ConfigError(f"length reward: unit '{unit}' is not one of chars, words")
@@ -81,7 +89,9 @@ def length_reward(completions: list[str], *, min: int = 0, max: int | None = Non
     return scores
 
 
-def contains(completions: list[str], *, text: str | list[str] = "", case_sensitive: bool = False, **columns) -> list[float]:
+def contains(
+    completions: list[str], *, text: str | list[str] = "", case_sensitive: bool = False, **columns
+) -> list[float]:
     """Share of the given strings that occur in the completion."""
     needles = [text] if isinstance(text, str) else list(text)
     if not any(needles):
@@ -98,7 +108,12 @@ def contains(completions: list[str], *, text: str | list[str] = "", case_sensiti
 # Rewards with partial credit and penalties as in Unsloth's GRPO notebooks (match_format_exactly,
 # match_format_approximately, check_answer, check_numbers); every score is an option. The tags default to the
 # recipe's <reasoning>...</reasoning><answer>...</answer>.
-TAGS = {"reasoning_start": "<reasoning>", "reasoning_end": "</reasoning>", "solution_start": "<answer>", "solution_end": "</answer>"}
+TAGS = {
+    "reasoning_start": "<reasoning>",
+    "reasoning_end": "</reasoning>",
+    "solution_start": "<answer>",
+    "solution_end": "</answer>",
+}
 
 
 def _format_regex(reasoning_start: str, reasoning_end: str, solution_start: str, solution_end: str) -> re.Pattern:
@@ -107,26 +122,53 @@ def _format_regex(reasoning_start: str, reasoning_end: str, solution_start: str,
     return re.compile(rf"^\s*{rs}.+?{re_}.*?{ss}(.+?){se}\s*$", re.S)
 
 
-def format_exact(completions: list[str], *, score: float = 3.0, reasoning_start: str = TAGS["reasoning_start"],
-                 reasoning_end: str = TAGS["reasoning_end"], solution_start: str = TAGS["solution_start"],
-                 solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+def format_exact(
+    completions: list[str],
+    *,
+    score: float = 3.0,
+    reasoning_start: str = TAGS["reasoning_start"],
+    reasoning_end: str = TAGS["reasoning_end"],
+    solution_start: str = TAGS["solution_start"],
+    solution_end: str = TAGS["solution_end"],
+    **columns,
+) -> list[float]:
     """`score` when the completion is exactly reasoning block + solution block, else 0."""
     regex = _format_regex(reasoning_start, reasoning_end, solution_start, solution_end)
     return [score if regex.search(text) else 0.0 for text in completions]
 
 
-def format_approx(completions: list[str], *, credit: float = 0.5, penalty: float = -1.0, reasoning_start: str = TAGS["reasoning_start"],
-                  reasoning_end: str = TAGS["reasoning_end"], solution_start: str = TAGS["solution_start"],
-                  solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+def format_approx(
+    completions: list[str],
+    *,
+    credit: float = 0.5,
+    penalty: float = -1.0,
+    reasoning_start: str = TAGS["reasoning_start"],
+    reasoning_end: str = TAGS["reasoning_end"],
+    solution_start: str = TAGS["solution_start"],
+    solution_end: str = TAGS["solution_end"],
+    **columns,
+) -> list[float]:
     """Per tag: `credit` when it appears exactly once, `penalty` when it is missing or repeated; summed."""
     tags = [t for t in (reasoning_start, reasoning_end, solution_start, solution_end) if t]
     return [sum(credit if text.count(tag) == 1 else penalty for tag in tags) for text in completions]
 
 
-def answer_check(completions: list[str], *, reference_column: str = "answer", exact: float = 3.0, stripped: float = 1.5,
-                 within_10: float = 1.0, within_20: float = 0.5, wrong: float = -1.5, missing: float = 0.0,
-                 reasoning_start: str = TAGS["reasoning_start"], reasoning_end: str = TAGS["reasoning_end"],
-                 solution_start: str = TAGS["solution_start"], solution_end: str = TAGS["solution_end"], **columns) -> list[float]:
+def answer_check(
+    completions: list[str],
+    *,
+    reference_column: str = "answer",
+    exact: float = 3.0,
+    stripped: float = 1.5,
+    within_10: float = 1.0,
+    within_20: float = 0.5,
+    wrong: float = -1.5,
+    missing: float = 0.0,
+    reasoning_start: str = TAGS["reasoning_start"],
+    reasoning_end: str = TAGS["reasoning_end"],
+    solution_start: str = TAGS["solution_start"],
+    solution_end: str = TAGS["solution_end"],
+    **columns,
+) -> list[float]:
     """Graded check of the solution block: exact, equal after stripping, ratio within 10% / 20%, else `wrong`.
 
     `missing` when the completion is not in the format (no solution block to read).
@@ -135,13 +177,24 @@ def answer_check(completions: list[str], *, reference_column: str = "answer", ex
     scores = []
     for text, reference in zip(completions, _column(columns, reference_column, "answer_check")):
         found = regex.search(text)
-        scores.append(missing if found is None else _graded(found.group(1), _final_answer(reference),
-                                                             (exact, stripped, within_10, within_20, wrong)))
+        scores.append(
+            missing
+            if found is None
+            else _graded(found.group(1), _final_answer(reference), (exact, stripped, within_10, within_20, wrong))
+        )
     return scores
 
 
-def number_match(completions: list[str], *, reference_column: str = "answer", credit: float = 1.5, penalty: float = -0.5,
-                 missing: float = 0.0, solution_start: str = TAGS["solution_start"], **columns) -> list[float]:
+def number_match(
+    completions: list[str],
+    *,
+    reference_column: str = "answer",
+    credit: float = 1.5,
+    penalty: float = -0.5,
+    missing: float = 0.0,
+    solution_start: str = TAGS["solution_start"],
+    **columns,
+) -> list[float]:
     """The first number after `solution_start`: `credit` when it equals the reference number, else `penalty`."""
     regex = re.compile(rf"{re.escape(solution_start)}.*?(-?[\d.,]+)", re.S)
     scores = []

@@ -79,8 +79,13 @@ class DryRunResult:
         return lines
 
 
-def score_completions(rewards: list[Reward], prompts: list[str], completions: list[str], columns: dict[str, list],
-                      conversations: list[list[dict]] | None = None) -> DryRunResult:
+def score_completions(
+    rewards: list[Reward],
+    prompts: list[str],
+    completions: list[str],
+    columns: dict[str, list],
+    conversations: list[list[dict]] | None = None,
+) -> DryRunResult:
     """Every reward on every completion; a reward that raises is recorded, not propagated.
 
     Rewards receive what GRPO training passes them: the prompt conversations and conversational completions.
@@ -93,7 +98,11 @@ def score_completions(rewards: list[Reward], prompts: list[str], completions: li
         except RewardError as exc:
             checks.append(RewardCheck(reward.name, reward.weight, error=exc.message))
     working = [r for r, c in zip(rewards, checks) if not c.error]
-    totals = total_scores(working, {c.name: c.scores for c in checks if not c.error}) if working else [math.nan] * len(completions)
+    totals = (
+        total_scores(working, {c.name: c.scores for c in checks if not c.error})
+        if working
+        else [math.nan] * len(completions)
+    )
     return DryRunResult(prompts, completions, checks, totals)
 
 
@@ -109,14 +118,19 @@ def dry_run(config: Config, n: int = 8, generations: int = 1, base_dir: str | Pa
     completions = [text for group in samples for text in group]
     repeated = [row for row in rows for _ in range(generations)]
     prompts = [_last_user(row["prompt"]) for row in repeated]
-    return score_completions(rewards, prompts, completions, reward_columns(repeated), [row["prompt"] for row in repeated])
+    return score_completions(
+        rewards, prompts, completions, reward_columns(repeated), [row["prompt"] for row in repeated]
+    )
 
 
 def sampling(config: Config, generations: int) -> GenerationSettings:
     """GRPO's sampling: grpo.temperature and grpo.max_completion_length, `generations` per prompt, seeded."""
     grpo = config.grpo
     return GenerationSettings(
-        max_new_tokens=grpo.max_completion_length, temperature=grpo.temperature, num_samples=generations, seed=config.run.seed
+        max_new_tokens=grpo.max_completion_length,
+        temperature=grpo.temperature,
+        num_samples=generations,
+        seed=config.run.seed,
     )
 
 
@@ -153,7 +167,9 @@ def result_table(result: DryRunResult, width: int = 120):
     table.add_column("prompt", width=prompt_width, overflow="ellipsis", no_wrap=True)
     table.add_column("completion", width=room - prompt_width, overflow="ellipsis", no_wrap=True)
     for check in result.checks:
-        table.add_column(f"{check.name}\nx{check.weight:g}", justify="right", width=SCORE_WIDTH, overflow="ellipsis", no_wrap=True)
+        table.add_column(
+            f"{check.name}\nx{check.weight:g}", justify="right", width=SCORE_WIDTH, overflow="ellipsis", no_wrap=True
+        )
     table.add_column("total", justify="right", style="bold", width=SCORE_WIDTH)
     for i, (prompt, completion) in enumerate(zip(result.prompts, result.completions)):
         scores = ["ERROR" if c.error else f"{c.scores[i]:.3f}" for c in result.checks]

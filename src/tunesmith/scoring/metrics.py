@@ -37,7 +37,9 @@ def normalize_text(text: str) -> str:
 def exact_match(predictions: Sequence[str], references: Sequence[str], **columns) -> dict[str, float]:
     """Share of predictions equal to the reference after whitespace normalisation."""
     _check_lengths(predictions, references)
-    return {"exact_match": _mean([float(normalize_text(p) == normalize_text(r)) for p, r in zip(predictions, references)])}
+    return {
+        "exact_match": _mean([float(normalize_text(p) == normalize_text(r)) for p, r in zip(predictions, references)])
+    }
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str], **columns) -> dict[str, float]:
@@ -86,7 +88,9 @@ def json_scores(prediction: str, reference: str, fields: Sequence[str] | None = 
     return out
 
 
-def json_metric(predictions: Sequence[str], references: Sequence[str], json_fields: Sequence[str] | None = None, **columns) -> dict[str, float]:
+def json_metric(
+    predictions: Sequence[str], references: Sequence[str], json_fields: Sequence[str] | None = None, **columns
+) -> dict[str, float]:
     """JSON validity, whole-object match, per-field accuracy and their mean (json_field_accuracy)."""
     _check_lengths(predictions, references)
     rows = [json_scores(p, r, json_fields) for p, r in zip(predictions, references)]
@@ -121,7 +125,10 @@ def bleu(predictions: Sequence[str], references: Sequence, **columns) -> dict[st
 
     _check_lengths(predictions, references)
     per_example = [[r] if isinstance(r, str) else list(r) for r in references]
-    streams = [[refs[i] if i < len(refs) else None for refs in per_example] for i in range(max(map(len, per_example), default=1))]
+    streams = [
+        [refs[i] if i < len(refs) else None for refs in per_example]
+        for i in range(max(map(len, per_example), default=1))
+    ]
     return {"bleu": float(sacrebleu.corpus_bleu(list(predictions), streams).score)}
 
 

@@ -27,8 +27,13 @@ METHODS: dict[str, str] = {
 }
 
 
-def train(config_or_path: Config | str | Path, overrides: list[str] | None = None, smoke: bool = False, resume: bool = False,
-          force: bool = False) -> TrainResult:
+def train(
+    config_or_path: Config | str | Path,
+    overrides: list[str] | None = None,
+    smoke: bool = False,
+    resume: bool = False,
+    force: bool = False,
+) -> TrainResult:
     """Train from a config (object or YAML/JSON path) plus `key=value` overrides; returns the run summary.
 
     `smoke=True` trains the smoke version of the config (config/smoke.py). First the memory plan

@@ -34,8 +34,15 @@ def tokenize_split(tokenizer, rows: list[Example], data: DataConfig, name: str =
     drop those with no loss tokens."""
     if not rows:
         return TokenizedSplit(None, 0, 0, 0)
-    tokenized = tokenize_dataset(tokenizer, rows, data.loss_on, data.max_length, cache_dir=token_cache_dir(), num_proc=data.num_proc,
-                                 truncation=data.truncation)
+    tokenized = tokenize_dataset(
+        tokenizer,
+        rows,
+        data.loss_on,
+        data.max_length,
+        cache_dir=token_cache_dir(),
+        num_proc=data.num_proc,
+        truncation=data.truncation,
+    )
     keep = [i for i, labels in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in labels)]
     if not keep:
         raise DataError(
@@ -47,8 +54,10 @@ def tokenize_split(tokenizer, rows: list[Example], data: DataConfig, name: str =
     # Examples whose every trained token fell past max_length: dropped and counted, never trained on as prompt-only.
     cut_away = sum(1 for i, cut in enumerate(tokenized["truncated"]) if cut and i not in kept)
     if cut_away:
-        print(f"{name}: dropped {cut_away} of {len(rows)} examples whose trained tokens all lie beyond max_length "
-              f"{data.max_length} (data.truncation: {data.truncation}); see `tunesmith data stats`")
+        print(
+            f"{name}: dropped {cut_away} of {len(rows)} examples whose trained tokens all lie beyond max_length "
+            f"{data.max_length} (data.truncation: {data.truncation}); see `tunesmith data stats`"
+        )
     dataset = tokenized.select(keep).remove_columns(["truncated"])
     dataset = dataset.add_column("length", [len(ids) for ids in dataset["input_ids"]])
     return TokenizedSplit(dataset, len(rows) - len(keep) - cut_away, truncated, cut_away)
@@ -74,7 +83,9 @@ class Collator:
         self.batching = batching
         if batching == "padding_free":
             # the example boundaries let the attention run per example (train/varlen_attention.py)
-            self.inner = DataCollatorWithFlattening(return_position_ids=True, return_flash_attn_kwargs=True, separator_id=IGNORE_INDEX)
+            self.inner = DataCollatorWithFlattening(
+                return_position_ids=True, return_flash_attn_kwargs=True, separator_id=IGNORE_INDEX
+            )
         else:
             self.inner = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
 

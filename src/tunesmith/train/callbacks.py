@@ -58,7 +58,9 @@ class MetricsCallback(TrainerCallback):
         logs = logs or {}
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         row.update({out: logs[key] for key, out in METRIC_KEYS.items() if key in logs})
-        row.update({key: value for key, value in logs.items() if self.extra_prefixes and key.startswith(self.extra_prefixes)})
+        row.update(
+            {key: value for key, value in logs.items() if self.extra_prefixes and key.startswith(self.extra_prefixes)}
+        )
         if "loss" in logs:
             row["tokens_per_s"] = self._tokens_per_s(state)
             row["tokens"] = state.num_input_tokens_seen
@@ -99,8 +101,14 @@ class RichProgressCallback(TrainerCallback):
         )
 
         self.progress = Progress(
-            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
         self.progress.start()
@@ -172,7 +180,9 @@ class CheckpointCallback(TrainerCallback):
         self._rotate()
 
     def _rotate(self) -> None:
-        steps = sorted((p for p in self.run.checkpoints.glob("step-*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+        steps = sorted(
+            (p for p in self.run.checkpoints.glob("step-*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:])
+        )
         for old in steps[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         for partial in self.run.checkpoints.glob("checkpoint-*"):  # left by a crash mid-write
@@ -203,7 +213,10 @@ class BestCallback(TrainerCallback, ExportableState):
                 state.log_history.append({"early_stopping": True, "step": state.global_step})
 
     def state(self) -> dict:
-        return {"args": {"run": str(self.run.root), "patience": self.patience}, "attributes": {"best": self.best, "bad_evals": self.bad_evals}}
+        return {
+            "args": {"run": str(self.run.root), "patience": self.patience},
+            "attributes": {"best": self.best, "bad_evals": self.bad_evals},
+        }
 
 
 def save_model_atomically(model, tokenizer, folder: Path) -> None:

@@ -15,8 +15,12 @@ from tunesmith.errors import TrainingError
 DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # How libraries word a failed write when they do not raise OSError (torch's zip writer, safetensors' Rust IO).
 WRITE_FAILURES = (
-    "file write failed", "No space left on device", "File too large", "Disk quota exceeded",
-    "os error 28", "os error 27",
+    "file write failed",
+    "No space left on device",
+    "File too large",
+    "Disk quota exceeded",
+    "os error 28",
+    "os error 27",
 )
 
 

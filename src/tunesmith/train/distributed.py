@@ -49,7 +49,9 @@ def check_distributed(config: Config, plan: DevicePlan, engine: str) -> None:
     if engine == "none":
         return
     if plan.device == "mps":
-        raise ConfigError("several processes on a Mac: PyTorch has no multi-process backend for MPS", hint="train with one process")
+        raise ConfigError(
+            "several processes on a Mac: PyTorch has no multi-process backend for MPS", hint="train with one process"
+        )
     if engine == "deepspeed":
         if plan.device != "cuda":
             raise ConfigError(
@@ -123,7 +125,11 @@ def decoder_layer_classes(model) -> list[str]:
 
 def _check_quant_storage(config: Config, plan: DevicePlan) -> None:
     compute = config.quantization.compute_dtype
-    load = config.model.dtype if config.model.dtype != "auto" else {"bf16": "bfloat16", "fp16": "float16"}.get(plan.precision, "float32")
+    load = (
+        config.model.dtype
+        if config.model.dtype != "auto"
+        else {"bf16": "bfloat16", "fp16": "float16"}.get(plan.precision, "float32")
+    )
     if compute != "auto" and compute != load:
         raise ConfigError(
             f"sharded QLoRA stores 4-bit weights as quantization.compute_dtype ({compute}), which must equal the dtype "
@@ -136,7 +142,10 @@ def _require_deepspeed() -> None:
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        raise ConfigError("train.distributed 'deepspeed' needs the deepspeed package", hint="pip install deepspeed (on a CUDA machine)") from None
+        raise ConfigError(
+            "train.distributed 'deepspeed' needs the deepspeed package",
+            hint="pip install deepspeed (on a CUDA machine)",
+        ) from None
 
 
 def full_state_dict(model) -> dict | None:

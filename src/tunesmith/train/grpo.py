@@ -196,7 +196,12 @@ def reward_trend(run: RunDir, rewards: list[Reward], window: int = 10) -> dict[s
 def with_grpo_eval_metrics(config: Config) -> Config:
     """A numeric_match (json_match) reward adds the numeric (json) eval metric, so eval reports it before/after."""
     names = {r.name for r in config.grpo.rewards}
-    pairs = (("numeric", "numeric_match"), ("numeric", "number_match"), ("numeric", "answer_check"), ("json", "json_match"))
+    pairs = (
+        ("numeric", "numeric_match"),
+        ("numeric", "number_match"),
+        ("numeric", "answer_check"),
+        ("json", "json_match"),
+    )
     wanted = list(dict.fromkeys(m for m, reward in pairs if reward in names and m not in config.eval.metrics))
     if not wanted:
         return config

@@ -44,7 +44,11 @@ class Launch:
         if self.nnodes > 1 and self.node_rank > 0 and self.master_addr in ("127.0.0.1", "localhost"):
             print("note: --master-addr is localhost: every node must reach node 0 at that address", file=sys.stderr)
         if problems:
-            raise ConfigError("bad launch options", problems=problems, hint="e.g. --processes 2, or --nnodes 2 --node-rank 0 --master-addr HOST")
+            raise ConfigError(
+                "bad launch options",
+                problems=problems,
+                hint="e.g. --processes 2, or --nnodes 2 --node-rank 0 --master-addr HOST",
+            )
 
 
 def needs_launch(launch: Launch) -> bool:
@@ -55,19 +59,36 @@ def needs_launch(launch: Launch) -> bool:
 def torchrun_command(launch: Launch, train_args: list[str]) -> list[str]:
     """The torchrun command line that runs `tunesmith train TRAIN_ARGS` in this node's processes."""
     return [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nproc-per-node={launch.processes}", f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}",
-        f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}",
-        "-m", "tunesmith.cli.main", "train", *train_args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={launch.processes}",
+        f"--nnodes={launch.nnodes}",
+        f"--node-rank={launch.node_rank}",
+        f"--master-addr={launch.master_addr}",
+        f"--master-port={launch.master_port}",
+        "-m",
+        "tunesmith.cli.main",
+        "train",
+        *train_args,
     ]
 
 
 def accelerate_command(launch: Launch, train_args: list[str]) -> str:
     """The same launch as an `accelerate launch` line (one per node), for a scheduler's job script."""
     parts = [
-        "accelerate", "launch", "--multi_gpu", f"--num_machines={launch.nnodes}", f"--num_processes={launch.world_size}",
-        f"--machine_rank={launch.node_rank}", f"--main_process_ip={launch.master_addr}",
-        f"--main_process_port={launch.master_port}", "-m", "tunesmith.cli.main", "train", *train_args,
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        f"--num_machines={launch.nnodes}",
+        f"--num_processes={launch.world_size}",
+        f"--machine_rank={launch.node_rank}",
+        f"--main_process_ip={launch.master_addr}",
+        f"--main_process_port={launch.master_port}",
+        "-m",
+        "tunesmith.cli.main",
+        "train",
+        *train_args,
     ]
     return shlex.join(parts)
 

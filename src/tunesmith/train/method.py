@@ -41,9 +41,9 @@ from typing import Any
 
 from tunesmith.config.schema import Config
 from tunesmith.train.callbacks import save_model_atomically
-from tunesmith.train.trainer_setup import run_trainer
-from tunesmith.train.result import TrainResult
 from tunesmith.train.prepare import RunContext, finish_run, load_trainable_model, prepare_run
+from tunesmith.train.result import TrainResult
+from tunesmith.train.trainer_setup import run_trainer
 
 
 class TrainingMethod:
@@ -89,7 +89,12 @@ def base_result(ctx: RunContext, trainer, seconds: float) -> TrainResult:
     """The numbers every method reports: steps, real tokens, the last logged train loss, where final/ is."""
     losses = [row["loss"] for row in ctx.run_dir.read_metrics() if "loss" in row]
     return TrainResult(
-        run_dir=ctx.run_dir.root, final_dir=ctx.run_dir.final, steps=trainer.state.global_step,
-        train_loss=losses[-1] if losses else None, best_val_loss=None,
-        tokens=int(trainer.state.num_input_tokens_seen), seconds=seconds, model=trainer.model,
+        run_dir=ctx.run_dir.root,
+        final_dir=ctx.run_dir.final,
+        steps=trainer.state.global_step,
+        train_loss=losses[-1] if losses else None,
+        best_val_loss=None,
+        tokens=int(trainer.state.num_input_tokens_seen),
+        seconds=seconds,
+        model=trainer.model,
     )

@@ -57,9 +57,13 @@ class PreferenceMethod(TrainingMethod):
         check_launch(args)
         extra = {"ref_model": reference_model(ctx)} if method in NEEDS_REFERENCE else {}
         trainer = trainer_class(
-            model=ctx.model, args=args, train_dataset=Dataset.from_list(train_rows),
+            model=ctx.model,
+            args=args,
+            train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-            processing_class=ctx.tokenizer, callbacks=preference_callbacks(ctx), **extra,
+            processing_class=ctx.tokenizer,
+            callbacks=preference_callbacks(ctx),
+            **extra,
         )
         trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace printed dicts
         write_manifest(ctx, batching=use_batching(ctx, trainer), reference=reference_kind(ctx.config))
@@ -78,7 +82,11 @@ class PreferenceMethod(TrainingMethod):
         return result
 
     def summary(self, result: TrainResult) -> dict:
-        return {**super().summary(result), "peak_rss_mib": peak_rss_mib(), "preference": last_preference_metrics(RunDir.of(result.run_dir))}
+        return {
+            **super().summary(result),
+            "peak_rss_mib": peak_rss_mib(),
+            "preference": last_preference_metrics(RunDir.of(result.run_dir)),
+        }
 
 
 def trl_rows(examples: list[dict], method: str) -> list[dict]:
@@ -89,8 +97,10 @@ def trl_rows(examples: list[dict], method: str) -> list[dict]:
     rows = []
     for ex in examples:
         if method == "kto" and "rejected" in ex:
-            rows += [{"prompt": ex["prompt"], "completion": ex["chosen"], "label": True},
-                     {"prompt": ex["prompt"], "completion": ex["rejected"], "label": False}]
+            rows += [
+                {"prompt": ex["prompt"], "completion": ex["chosen"], "label": True},
+                {"prompt": ex["prompt"], "completion": ex["rejected"], "label": False},
+            ]
         elif method == "kto":
             rows.append({"prompt": ex["prompt"], "completion": ex["completion"], "label": ex["label"]})
         else:
@@ -103,10 +113,17 @@ def method_args(config: Config) -> dict:
     pref, method = config.preference, config.method
     args = {"beta": pref.beta_for(method), "max_length": config.data.max_length}
     if method == "dpo":
-        args.update(loss_type=[pref.loss_type], label_smoothing=pref.label_smoothing, precompute_ref_log_probs=pref.precompute_reference)
+        args.update(
+            loss_type=[pref.loss_type],
+            label_smoothing=pref.label_smoothing,
+            precompute_ref_log_probs=pref.precompute_reference,
+        )
     elif method == "kto":
-        args.update(desirable_weight=pref.desirable_weight, undesirable_weight=pref.undesirable_weight,
-                    precompute_ref_log_probs=pref.precompute_reference)
+        args.update(
+            desirable_weight=pref.desirable_weight,
+            undesirable_weight=pref.undesirable_weight,
+            precompute_ref_log_probs=pref.precompute_reference,
+        )
     elif method == "simpo":
         args.update(loss_type="simpo", cpo_alpha=0.0, simpo_gamma=pref.simpo_gamma)
     return args

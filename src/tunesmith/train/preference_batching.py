@@ -34,7 +34,9 @@ def _flat_forward(fused_forward):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
         if not fused_lm_head or attention_mask is None or labels is None or kwargs.get("shift_labels") is not None:
-            return fused_forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=fused_lm_head, **kwargs)
+            return fused_forward(
+                input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=fused_lm_head, **kwargs
+            )
         for name in UNUSED_PEFT_KWARGS:
             kwargs.pop(name, None)
         return flat_scores(self, input_ids, attention_mask, labels, kwargs)
@@ -64,8 +66,14 @@ def flat_scores(model, input_ids, attention_mask, labels, kwargs):
     ids, positions, bounds, flat_labels = flatten(input_ids, attention_mask, labels)
     longest = int((bounds[1:] - bounds[:-1]).max())
     hidden = model.base_model(
-        input_ids=ids, position_ids=positions, cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest,
-        max_length_k=longest, use_cache=False, **{k: v for k, v in kwargs.items() if k != "use_cache"},
+        input_ids=ids,
+        position_ids=positions,
+        cu_seq_lens_q=bounds,
+        cu_seq_lens_k=bounds,
+        max_length_q=longest,
+        max_length_k=longest,
+        use_cache=False,
+        **{k: v for k, v in kwargs.items() if k != "use_cache"},
     ).last_hidden_state[0, :-1]
     targets = flat_labels[1:]
     keep = (targets != IGNORE_INDEX).nonzero().squeeze(-1)
@@ -79,8 +87,12 @@ def flat_scores(model, input_ids, attention_mask, labels, kwargs):
     to_padded = _unflattener(attention_mask, keep, targets.numel())
     log_probs = to_padded(token_logps)
     return FusedCausalLMOutput(
-        loss=-token_logps.sum() / max(1, keep.numel()), log_probs=log_probs, entropy=to_padded(entropy),
-        mean_logits=to_padded(mean_logits), is_top1=to_padded(is_top1).bool(), label_mask=to_padded(torch.ones_like(token_logps)).bool(),
+        loss=-token_logps.sum() / max(1, keep.numel()),
+        log_probs=log_probs,
+        entropy=to_padded(entropy),
+        mean_logits=to_padded(mean_logits),
+        is_top1=to_padded(is_top1).bool(),
+        label_mask=to_padded(torch.ones_like(token_logps)).bool(),
     )
 
 

@@ -157,9 +157,16 @@ def write_manifest(ctx: RunContext, start: bool = False, **extra: Any) -> None:
     manifest = ctx.run_dir.read_manifest() if not start or ctx.resume_from else Manifest()
     if start:
         manifest.update(
-            method=ctx.config.method, mode=ctx.config.train.mode, base_model=ctx.base_model, seed=ctx.config.run.seed,
-            device=ctx.plan.device, precision=ctx.plan.precision, packages=package_versions(),
-            python=platform.python_version(), git_commit=git_commit(), data=data_fingerprints(ctx.run_dir),
+            method=ctx.config.method,
+            mode=ctx.config.train.mode,
+            base_model=ctx.base_model,
+            seed=ctx.config.run.seed,
+            device=ctx.plan.device,
+            precision=ctx.plan.precision,
+            packages=package_versions(),
+            python=platform.python_version(),
+            git_commit=git_commit(),
+            data=data_fingerprints(ctx.run_dir),
             trust_remote_code=ctx.config.model.trust_remote_code,  # model code from the hub ran only when true
         )
         if ctx.config.train.init_from:

@@ -45,17 +45,35 @@ class SFTMethod(TrainingMethod):
         val = tokenize_split(ctx.tokenizer, ctx.splits["val"], config.data, "val") if ctx.splits["val"] else None
         self.val_set = val.dataset if val else None
         sampling = "group_by_length" if batching == "padded" else "random"
-        args = TrainingArguments(**common_training_kwargs(ctx, has_val=self.val_set is not None), train_sampling_strategy=sampling)
+        args = TrainingArguments(
+            **common_training_kwargs(ctx, has_val=self.val_set is not None), train_sampling_strategy=sampling
+        )
         check_launch(args)
         varlen = batching == "padding_free" and use_varlen_attention(ctx.model)
         attention = "per-example sdpa" if varlen else ctx.model.config._attn_implementation
-        examples = {"train": len(train.dataset), "skipped_no_loss": train.skipped, "truncated": train.truncated,
-                    "dropped_cut": train.cut_away, "truncation": config.data.truncation}
-        write_manifest(ctx, batching=batching, attention=attention, distributed=strategy(config, args.world_size),
-                       processes=args.world_size, examples=examples)
+        examples = {
+            "train": len(train.dataset),
+            "skipped_no_loss": train.skipped,
+            "truncated": train.truncated,
+            "dropped_cut": train.cut_away,
+            "truncation": config.data.truncation,
+        }
+        write_manifest(
+            ctx,
+            batching=batching,
+            attention=attention,
+            distributed=strategy(config, args.world_size),
+            processes=args.world_size,
+            examples=examples,
+        )
         trainer = TokenCountingTrainer(
-            model=ctx.model, args=args, train_dataset=train.dataset, eval_dataset=self.val_set,
-            data_collator=Collator(batching, ctx.tokenizer), processing_class=ctx.tokenizer, callbacks=standard_callbacks(ctx),
+            model=ctx.model,
+            args=args,
+            train_dataset=train.dataset,
+            eval_dataset=self.val_set,
+            data_collator=Collator(batching, ctx.tokenizer),
+            processing_class=ctx.tokenizer,
+            callbacks=standard_callbacks(ctx),
         )
         trainer.remove_callback(PrinterCallback)  # the rich bar and metrics.jsonl replace printed dicts
         use_fsdp_on_cpu(trainer)
@@ -88,7 +106,9 @@ class TokenCountingTrainer(Trainer):
         if model.training:
             self.state.num_input_tokens_seen += real_tokens(inputs)
         if return_outputs or not _flat_batch_with_labels(inputs):
-            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            out = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         else:
             out = loss_on_trained_positions(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:

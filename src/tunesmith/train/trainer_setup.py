@@ -1,10 +1,10 @@
 """Trainer wiring shared by SFT and GRPO: TrainingArguments fields, callbacks, launch checks, failures.
 
-    kwargs = common_training_kwargs(ctx)            # pass to TrainingArguments / trl.GRPOConfig
-    args = GRPOConfig(**kwargs, **grpo_specific)
-    check_launch(args)                              # refuse torchrun on CPU without DDP
-    trainer = ...(args=args, callbacks=standard_callbacks(ctx))
-    run_trainer(trainer, ctx)                       # resume, NaN / OOM messages
+kwargs = common_training_kwargs(ctx)            # pass to TrainingArguments / trl.GRPOConfig
+args = GRPOConfig(**kwargs, **grpo_specific)
+check_launch(args)                              # refuse torchrun on CPU without DDP
+trainer = ...(args=args, callbacks=standard_callbacks(ctx))
+run_trainer(trainer, ctx)                       # resume, NaN / OOM messages
 """
 
 from __future__ import annotations
@@ -182,7 +182,10 @@ def run_trainer(trainer, ctx: RunContext):
     try:
         output = trainer.train(resume_from_checkpoint=resume)
     except NonFiniteLoss as exc:
-        raise TrainingError(_nan_message(ctx, str(exc)), hint="lower train.learning_rate, keep train.max_grad_norm > 0, or use precision fp32/bf16 instead of fp16") from None
+        raise TrainingError(
+            _nan_message(ctx, str(exc)),
+            hint="lower train.learning_rate, keep train.max_grad_norm > 0, or use precision fp32/bf16 instead of fp16",
+        ) from None
     except torch.OutOfMemoryError:
         raise TrainingError("out of memory on " + ctx.plan.device, hint=oom_hint(ctx)) from None
     except RuntimeError as exc:
@@ -214,7 +217,11 @@ def _latest(ctx: RunContext):
 
 def _nan_message(ctx: RunContext, what: str) -> str:
     last = ctx.run_dir.latest_checkpoint()
-    kept = f"the last good checkpoint is kept at {last} (continue with --resume)" if last else "no checkpoint was written before it"
+    kept = (
+        f"the last good checkpoint is kept at {last} (continue with --resume)"
+        if last
+        else "no checkpoint was written before it"
+    )
     return f"training stopped: {what}; {kept}"
 
 
@@ -223,7 +230,9 @@ def oom_hint(ctx: RunContext) -> str:
     t, d = ctx.config.train, ctx.config.data
     tips = []
     if t.batch_size > 1:
-        tips.append(f"--set train.batch_size={max(1, t.batch_size // 2)} train.grad_accum={t.grad_accum * 2} (same effective batch)")
+        tips.append(
+            f"--set train.batch_size={max(1, t.batch_size // 2)} train.grad_accum={t.grad_accum * 2} (same effective batch)"
+        )
     if d.max_length > 256:
         tips.append(f"--set data.max_length={d.max_length // 2}")
     if not activation_checkpointing(ctx):
