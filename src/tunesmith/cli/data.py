@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from tunesmith.cli import add_overrides
+
 FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "unpaired_preference")
 MODEL_HELP = "Model whose tokenizer and chat template count/render tokens (hub id, folder, .gguf, tiny:qwen2)."
 
@@ -27,14 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--max-length", type=int, default=1024, help="Token limit for the length check of a data file (needs --model)."
     )
-    check.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Override a key of a config target (repeatable).",
-    )
+    add_overrides(check, "Override a key of a config target (repeatable).")
     check.add_argument(
         "--max-problems", type=int, default=200, help="Print at most this many problems (all are counted)."
     )
@@ -55,14 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stats.add_argument(
         "--keep", type=float, default=0.99, help="Share of examples the recommended max_length keeps whole."
     )
-    stats.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Override a key of a config target (repeatable).",
-    )
+    add_overrides(stats, "Override a key of a config target (repeatable).")
     stats.add_argument("--json", action="store_true", help="Print machine-readable JSON instead of the report.")
 
     preview = sub.add_parser("preview", help="Render examples through the chat template with the loss tokens marked.")
@@ -91,14 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Truncate at this many tokens (default: the config's data.max_length).",
     )
-    preview.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Override a key of a config target (repeatable).",
-    )
+    add_overrides(preview, "Override a key of a config target (repeatable).")
     preview.add_argument(
         "--color",
         choices=["auto", "always", "never"],

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from tunesmith.cli import add_overrides
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="Run config (YAML or JSON).")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="Override a config key (repeatable).",
-    )
+    add_overrides(parser, "Override a config key (repeatable).")
     parser.add_argument(
         "--device",
         choices=["cuda", "mps", "cpu"],
