@@ -166,9 +166,9 @@ class Meter:
             torch.cuda.synchronize()
             self.peak_mib = torch.cuda.max_memory_allocated() / 2**20
         else:
-            import resource
+            from tunesmith.peak_memory import peak_rss_bytes
 
-            self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.peak_mib = peak_rss_bytes() / 2**20
         self.seconds = time.perf_counter() - self.started
 
 
@@ -312,11 +312,11 @@ def export(run_dir: Path) -> dict:
 
     with Meter("cpu") as meter:
         result = export_run(run_dir, gguf_types=["f16"])
-    parity = {kind: (p or {}).get("match_rate") for kind, p in (getattr(result, "parity", None) or {}).items()}
+    parity = {kind: p.verdict for kind, p in result.parity.items()}
     return {
         "seconds": meter.seconds,
         "gguf": sorted(str(p.name) for p in result.gguf_files.values()),
-        "parity_match_rate": parity,
+        "parity_verdict": parity,
     }
 
 

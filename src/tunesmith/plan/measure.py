@@ -7,11 +7,12 @@ one-off costs: kernel selection, lazy initialisation, optimizer state allocation
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 
 from transformers import TrainerCallback
+
+from tunesmith.peak_memory import peak_rss_bytes
 
 MMAP_THRESHOLD = 256 * 1024  # bytes; allocations from this size get their own pages, returned when freed
 M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
@@ -42,8 +43,7 @@ def peak_memory(device: str) -> float:
         import torch
 
         return float(torch.cuda.max_memory_reserved())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
+    return float(peak_rss_bytes())
 
 
 class MeasureCallback(TrainerCallback):

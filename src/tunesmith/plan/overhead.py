@@ -18,13 +18,13 @@ from pathlib import Path
 CUDA_CONTEXT_BYTES = 0.5 * 2**30  # CUDA context + cuBLAS workspace, typical for torch 2.x on one GPU
 MPS_OVERHEAD_BYTES = 0.3 * 2**30
 PROBE = """
-import resource, sys
+from tunesmith.peak_memory import peak_rss_bytes
 import torch, transformers, peft, trl, datasets, accelerate
 from transformers import Trainer, TrainingArguments
 from peft import get_peft_model
 import tunesmith.train.sft, tunesmith.data.tokenize
 torch.ones(1, requires_grad=True).sum().backward()  # start autograd's engine and thread pool
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(peak_rss_bytes())
 """
 
 
@@ -55,7 +55,7 @@ def cpu_import_rss() -> float:
     """Peak RSS of a fresh process that imported the training libraries (cached per package versions)."""
     from tunesmith.train.prepare import package_versions
 
-    key = json.dumps(package_versions(), sort_keys=True)
+    key = json.dumps({"probe": "VmHWM", **package_versions()}, sort_keys=True)
     path = cache_dir() / "overhead.json"
     cached = _read(path)
     if cached.get("key") == key:

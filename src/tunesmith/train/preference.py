@@ -16,8 +16,6 @@ metrics.jsonl next to the loss. DPO batches are padding-free (train/preference_b
 
 from __future__ import annotations
 
-import resource
-import sys
 from importlib import import_module
 
 from datasets import Dataset
@@ -25,6 +23,7 @@ from transformers import PrinterCallback
 
 from tunesmith.config.schema import Config
 from tunesmith.model.base import load_base_model
+from tunesmith.peak_memory import peak_rss_mib
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import BestCallback, MetricsCallback, RichProgressCallback
 from tunesmith.train.method import TrainingMethod, base_result
@@ -202,12 +201,6 @@ def drop_reference_adapter(model) -> None:
     """Remove the frozen "ref" adapter TRL adds next to a continued adapter, so final/ holds only the trained one."""
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (MiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
 
 
 def last_preference_metrics(run) -> dict:
