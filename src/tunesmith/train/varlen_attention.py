@@ -23,19 +23,17 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout: fl
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     gqa = query.shape[1] != key.shape[1]
-    edges = bounds.tolist()
+    sizes = torch.diff(bounds).tolist()
+    if sum(sizes) != query.shape[2]:
+        raise ValueError(f"packed boundaries cover {sum(sizes)} positions, the row has {query.shape[2]}")
+    # split, not one slice per example: a slice's backward writes its gradient into a zeroed copy of the
+    # whole row (batch-size full-row fills per tensor and layer); split's backward is one concatenation.
     pieces = [
         torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start:end],
-            key[:, :, start:end],
-            value[:, :, start:end],
-            dropout_p=dropout,
-            scale=scaling,
-            is_causal=True,
-            enable_gqa=gqa,
+            q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa
         )
-        for start, end in zip(edges[:-1], edges[1:])
-        if end > start
+        for q, k, v in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2))
+        if q.shape[2]
     ]
     return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
 
