@@ -19,8 +19,8 @@ from tunesmith.export.quantize import require_tensor_types
 from tunesmith.model.from_run import is_adapter, load_base
 
 
-def write_adapter_gguf(result, run, config, tmp: Path) -> None:
-    """Fill result.adapter_files (base, lora) and result.adapter_modelfile."""
+def write_adapter_gguf(result, run, config, tmp: Path, prompt_ids: list[int] | None = None) -> None:
+    """Fill result.adapter_files (base, lora); `prompt_ids` as for export/gguf.py convert_to_gguf."""
     if not is_adapter(run.final):
         raise ExportError(
             f"--adapter-gguf: {run.final} holds full weights, not a LoRA adapter (train.mode full)",
@@ -30,7 +30,7 @@ def write_adapter_gguf(result, run, config, tmp: Path) -> None:
     base_dir = save_model_folder(model, tokenizer, tmp / "base", sentencepiece_file(run.root))
     del model
     name = config.run.name
-    base = convert_to_gguf(base_dir, result.out_dir / f"{name}-base-f16.gguf", "f16", f"{name}-base")
+    base = convert_to_gguf(base_dir, result.out_dir / f"{name}-base-f16.gguf", "f16", f"{name}-base", prompt_ids)
     require_tensor_types(base, "f16")
     lora = convert_adapter(run.final, base_dir, result.out_dir / f"{name}-lora-f16.gguf", "f16")
     result.adapter_files = {"base": base, "lora": lora}

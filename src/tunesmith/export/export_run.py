@@ -69,14 +69,16 @@ def export_run(
         merged_dir = result.out_dir / "merged" if merged else Path(tmp) / "merged"
         model, tokenizer = merge_run(run.root, merged_dir, result.checkpoint)
         result.merged_dir = merged_dir if merged else None
+        # the run's own prompts: the GGUF's tokenizer settings follow how training tokenized them
+        prompts = verification_prompts(run, tokenizer, config.export.verify_prompts)
         if types:
-            _write_ggufs(result, merged_dir, types, config.run.name, Path(tmp))
+            _write_ggufs(result, merged_dir, types, config.run.name, Path(tmp), prompts[0].ids)
             _write_modelfile(result, run, config, tokenizer, types[0])
         if adapter_gguf:
-            _write_adapter(result, run, config, tokenizer, Path(tmp))
+            _write_adapter(result, run, config, tokenizer, Path(tmp), prompts[0].ids)
         if types or adapter_gguf:
             if verify:
-                _verify(result, run, model, tokenizer, config)
+                _verify(result, model, tokenizer, config, prompts)
             else:
                 result.parity_file = result.out_dir / "parity.json"
                 write_parity(result.parity_file, {}, 0, 0, skipped=skipped_by, checkpoint=result.checkpoint)
@@ -89,8 +91,8 @@ def _require_converter(result: ExportResult) -> None:
     result.converter = converter_name()
 
 
-def _write_adapter(result: ExportResult, run: RunDir, config, tokenizer, tmp: Path) -> None:
-    write_adapter_gguf(result, run, config, tmp)
+def _write_adapter(result: ExportResult, run: RunDir, config, tokenizer, tmp: Path, prompt_ids: list[int]) -> None:
+    write_adapter_gguf(result, run, config, tmp, prompt_ids)
     write_adapter_modelfile(
         result, tokenizer, _system_prompt(run, config), config.data.max_length, _adds_bos(tokenizer)
     )
@@ -106,17 +108,21 @@ def _gguf_types(types) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _write_ggufs(result: ExportResult, merged_dir: Path, types: list[str], name: str, tmp: Path) -> None:
+def _write_ggufs(
+    result: ExportResult, merged_dir: Path, types: list[str], name: str, tmp: Path, prompt_ids: list[int]
+) -> None:
     """Float types come from llama.cpp's converter; quantized ones from its f16 file through llama.cpp's quantizer."""
     for gguf_type in [t for t in types if t in FLOAT_TYPES]:
-        path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, name)
+        path = convert_to_gguf(merged_dir, result.out_dir / f"{name}-{gguf_type}.gguf", gguf_type, name, prompt_ids)
         require_tensor_types(path, gguf_type)
         result.gguf_files[gguf_type] = path
         result.tensor_types[gguf_type] = tensor_type_counts(path)
     quantized = [t for t in types if t not in FLOAT_TYPES]
     if not quantized:
         return
-    source = result.gguf_files.get("f16") or convert_to_gguf(merged_dir, tmp / "source-f16.gguf", "f16", name)
+    source = result.gguf_files.get("f16") or convert_to_gguf(
+        merged_dir, tmp / "source-f16.gguf", "f16", name, prompt_ids
+    )
     for gguf_type in quantized:
         path = result.out_dir / f"{name}-{gguf_type}.gguf"
         result.tensor_types[gguf_type] = quantize(source, path, gguf_type)
@@ -203,12 +209,11 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
     return prompts
 
 
-def _verify(result: ExportResult, run: RunDir, model, tokenizer, config) -> None:
+def _verify(result: ExportResult, model, tokenizer, config, prompts: list[Prompt]) -> None:
     """Judge every GGUF against the merged HF model (export/verify.py); a failed verdict raises ParityFailed.
 
     The adapter pair is judged as llama.cpp / Ollama run it: the base GGUF with the LoRA GGUF applied at load
     time, against the merged model, under the base file's type bounds."""
-    prompts = verification_prompts(run, tokenizer, config.export.verify_prompts)
     tokens = config.export.verify_tokens
     for gguf_type, path in result.gguf_files.items():
         result.parity[gguf_type] = compare(path, model, tokenizer, prompts, tokens)

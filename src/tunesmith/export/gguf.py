@@ -25,15 +25,20 @@ LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3
 PRE_TOKENIZERS = {QWEN2_SPLIT: "qwen2", LLAMA3_SPLIT: "llama-bpe"}
 
 
-def convert_to_gguf(model_dir: Path, out_path: Path, out_type: str, name: str | None = None) -> Path:
-    """Write `model_dir` (an HF folder with safetensors) as a GGUF of `out_type` (f32, f16 or bf16)."""
+def convert_to_gguf(
+    model_dir: Path, out_path: Path, out_type: str, name: str | None = None, prompt_ids: list[int] | None = None
+) -> Path:
+    """Write `model_dir` (an HF folder with safetensors) as a GGUF of `out_type` (f32, f16 or bf16).
+
+    `prompt_ids`: a prompt of the run as HF tokenized it for training (decides llama.cpp's '▁' before text).
+    """
     return convert_model(
         model_dir,
         out_path,
         out_type,
         name,
         pre_tokenizer=split_rule_name(model_dir),
-        space_prefix=space_prefix(model_dir),
+        space_prefix=space_prefix(model_dir, prompt_ids),
         add_bos=adds_bos(model_dir),
     )
 
@@ -58,11 +63,14 @@ def split_rule_name(model_dir: Path) -> str | None:
     return None
 
 
-def space_prefix(model_dir: Path) -> bool | None:
-    """For a SentencePiece folder: whether HF's tokenizer puts '▁' before every text (Metaspace "always").
+def space_prefix(model_dir: Path, prompt_ids: list[int] | None = None) -> bool | None:
+    """For a SentencePiece folder: llama.cpp's add_space_prefix that gives HF's ids (None: not SentencePiece).
 
-    HF (legacy=False) writes it before the very first text only ("first"); llama.cpp cannot do "first" and
-    would otherwise add it after every special token too, so chat prompts (which start with one) differ.
+    Metaspace "always" puts '▁' before every text, as llama.cpp does with the key on. HF (legacy=False) writes
+    it before the string's very first text only ("first"), which llama.cpp cannot do: it adds '▁' after every
+    special token or never. A chat prompt whose template writes BOS as text then gets none ("<s>User:"), while
+    a plain-text row gets one after the BOS id ("▁Once"): so under "first" the run's own prompt decides, as
+    measured in `prompt_ids` (the training ids); without one, chat prompts are assumed.
     """
     path = Path(model_dir) / "tokenizer.json"
     if not (Path(model_dir) / "tokenizer.model").is_file() or not path.is_file():
@@ -73,7 +81,16 @@ def space_prefix(model_dir: Path) -> bool | None:
     schemes = [s.get("prepend_scheme") for s in steps if s.get("type") == "Metaspace"]
     if not schemes:
         return None
+    if schemes[0] == "first" and prompt_ids is not None:
+        return prefixes_text(load_tokenizer(str(model_dir)), prompt_ids)
     return schemes[0] == "always"
+
+
+def prefixes_text(tokenizer, ids: list[int]) -> bool:
+    """Whether HF's ids put '▁' on the first text after the prompt's leading special tokens (BOS, a header)."""
+    special = set(tokenizer.all_special_ids)
+    first = next((i for i in ids if i not in special), None)
+    return first is not None and tokenizer.convert_ids_to_tokens(first).startswith("\u2581")
 
 
 def end_of_turn_token(tokenizer) -> str | None:
