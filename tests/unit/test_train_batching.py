@@ -169,6 +169,23 @@ def test_tokenized_splits_are_cached_by_content(tiny_qwen2, tmp_path, monkeypatc
     assert len(list((tmp_path / "tokenized").iterdir())) == 2
 
 
+def test_fast_dropout_forward_and_backward_equal_the_mask_product():
+    from tunesmith.model.dropout import FastDropout, keep_mask
+
+    x = torch.randn(3, 50, 64, requires_grad=True)
+    weight = torch.randn(3, 50, 64)
+    torch.manual_seed(7)
+    fast = FastDropout(0.1).train()(x)
+    (fast_grad,) = torch.autograd.grad((fast * weight).sum(), x)
+    torch.manual_seed(7)  # the same draws: the same dropped positions
+    reference = x * keep_mask(x.numel(), 0.1).view(x.shape) / 0.9
+    (reference_grad,) = torch.autograd.grad((reference * weight).sum(), x)
+    assert (fast == 0).any()
+    assert torch.allclose(fast, reference, atol=1e-6) and torch.allclose(fast_grad, reference_grad, atol=1e-6)
+    # a backward that forgot the mask (gradient flowing through dropped positions) would differ here
+    assert not torch.allclose(weight / 0.9, fast_grad, atol=1e-6)
+
+
 @pytest.mark.parametrize("p", [0.05, 0.2])
 def test_dropout_gaps_are_independent_drops_at_rate_p(p):
     from tunesmith.model.dropout import keep_mask

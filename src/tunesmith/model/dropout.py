@@ -3,7 +3,9 @@
 On CPU, nn.Dropout's mask (one bernoulli_ draw per element) took ~18% of a LoRA step in
 bench/sft_throughput.py (torch 2.13). For the small rates LoRA uses, drawing the *gaps* between dropped
 elements instead is exact and far cheaper: i.i.d. Bernoulli(p) drops are the same process as i.i.d.
-Geometric(p) gaps, and there are only about p * n of them to draw.
+Geometric(p) gaps, and there are only about p * n of them to draw. The dropped positions are then zeroed in
+the scaled copy (forward) and in the scaled gradient (backward): one pass over the tensor each way, and only
+the p * n positions kept for backward instead of a full mask.
 """
 
 from __future__ import annotations
@@ -25,25 +27,49 @@ class FastDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = (
-            keep_mask(x.numel(), self.p, x.device).view(x.shape)
-            if self.p <= GAPS_UP_TO
-            else torch.rand_like(x) >= self.p
-        )
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        if self.p > GAPS_UP_TO:
+            return x * (torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p))
+        return _ZeroAt.apply(x, drop_positions(x.numel(), self.p, x.device), 1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
+class _ZeroAt(torch.autograd.Function):
+    """x * scale with the flat positions `drops` set to zero; the gradient is masked the same way."""
+
+    @staticmethod
+    def forward(ctx, x, drops, scale):
+        ctx.save_for_backward(drops)
+        ctx.scale = scale
+        return _scaled_zeroed(x, drops, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (drops,) = ctx.saved_tensors
+        return _scaled_zeroed(grad, drops, ctx.scale), None, None
+
+
+def _scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float) -> torch.Tensor:
+    out = x.mul(scale).contiguous()
+    out.view(-1).index_fill_(0, drops, 0.0)
+    return out
+
+
 def keep_mask(n: int, p: float, device=None) -> torch.Tensor:
-    """A flat bool mask of n elements, each False with probability p independently (drop positions from gaps)."""
+    """A flat bool mask of n elements, each False with probability p independently."""
+    keep = torch.ones(n, dtype=torch.bool, device=device)
+    keep[drop_positions(n, p, device)] = False
+    return keep
+
+
+def drop_positions(n: int, p: float, device=None) -> torch.Tensor:
+    """Sorted flat positions in [0, n), each present with probability p independently (from Geometric gaps)."""
     expected = n * p
     batch = int(expected + 6 * (expected * (1 - p)) ** 0.5) + 16  # almost always enough in one draw
-    drops = torch.empty(batch, device=device).geometric_(p).cumsum_(0).sub_(1)
+    f64 = torch.float64  # positions are exact integers in float64 up to 2**53 (float32 only to 2**24 = 16.7M)
+    drops = torch.empty(batch, dtype=f64, device=device).geometric_(p).cumsum_(0).sub_(1)
     while drops[-1] < n:  # rare: extend the gaps past the end
-        more = torch.empty(batch, device=device).geometric_(p).cumsum_(0).add_(drops[-1])
+        more = torch.empty(batch, dtype=f64, device=device).geometric_(p).cumsum_(0).add_(drops[-1])
         drops = torch.cat([drops, more])
-    keep = torch.ones(n, dtype=torch.bool, device=device)
-    keep[drops[drops < n].long()] = False
-    return keep
+    return drops[drops < n].long()
