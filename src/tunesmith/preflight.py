@@ -26,6 +26,8 @@ def preflight_problems(config: Config) -> list[str]:
 
     attempt(_model, config)
     attempt(_init_from, config)
+    if config.method == "grpo":
+        attempt(_vllm, config)
     rewards = attempt(_rewards, config) if config.method == "grpo" else None
     splits = attempt(_splits, config)
     if rewards and splits:
@@ -49,6 +51,13 @@ def _init_from(config: Config) -> None:
         from tunesmith.run_dir import RunDir
 
         RunDir.of(config.train.init_from).require_finished()
+
+
+def _vllm(config: Config) -> None:
+    from tunesmith.model.device import plan_device
+    from tunesmith.train.grpo import check_vllm
+
+    check_vllm(config.grpo, plan_device(config.train.device, config.train.precision).device)
 
 
 def _rewards(config: Config):

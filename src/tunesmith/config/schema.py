@@ -230,6 +230,14 @@ class GRPOConfig(Section):
     beta: float = Field(0.0, ge=0, description="KL weight; a reference model is kept only when > 0.")
     prompt_column: str = Field("question", description="Column holding the prompt (for non-conversation rows).")
     reference_column: str = Field("answer", description="Column the rewards compare against.")
+    use_vllm: bool = Field(
+        False,
+        description="Generate completions with vLLM in the training process (TRL's colocate mode); CUDA with "
+        "vllm installed. Off: transformers' generate.",
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="Share of the GPU's memory vLLM reserves for weights and KV cache (use_vllm)."
+    )
 
 
 class FSDPConfig(Section):

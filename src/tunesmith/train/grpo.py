@@ -10,6 +10,7 @@ callback here writes them to metrics.jsonl, TensorBoard gets the same numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError, TrainingError
+from tunesmith.model.device import plan_device
 from tunesmith.rewards.build import Reward, RewardError, build_rewards, to_trl
 from tunesmith.rewards.prompts import grpo_rows, reward_columns
 from tunesmith.run_dir import RunDir
@@ -55,6 +57,7 @@ class GRPOMethod(TrainingMethod):
     def prepare(self, config: Config, resume: bool) -> RunContext:
         config = with_grpo_eval_metrics(config)
         self.rewards = build_rewards(config.grpo, base_dir=Path.cwd())
+        check_vllm(config.grpo, plan_device(config.train.device, config.train.precision).device)
         ctx = prepare_run(config, resume=resume)
         self.rows = grpo_rows(ctx.splits["train"], config)
         preflight_rewards(self.rewards, self.rows, config.grpo.reference_column)
@@ -74,6 +77,7 @@ class GRPOMethod(TrainingMethod):
             temperature=grpo.temperature,
             beta=grpo.beta,
             reward_weights=[r.weight for r in self.rewards],
+            **vllm_kwargs(grpo),
         )
         check_launch(args)
         trainer = GRPOTrainer(
@@ -113,6 +117,29 @@ class GRPOProgressCallback(RichProgressCallback):
         if "completions/mean_length" in logs:
             info += f" | length {logs['completions/mean_length']:.0f}"
         self.progress.update(self.task, info=info)
+
+
+def check_vllm(grpo, device: str) -> None:
+    """grpo.use_vllm needs a CUDA device and the vllm package; say so before anything loads."""
+    if not grpo.use_vllm:
+        return
+    if device != "cuda":
+        raise ConfigError(
+            f"grpo.use_vllm: vLLM generates on CUDA GPUs only; this run is on {device}",
+            hint="set grpo.use_vllm: false (completions then come from transformers' generate)",
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "grpo.use_vllm: the vllm package is not installed",
+            hint="pip install vllm (a version TRL supports), or set grpo.use_vllm: false",
+        )
+
+
+def vllm_kwargs(grpo) -> dict:
+    """TRL's GRPOConfig settings for vLLM generation in the training process (colocate), or none."""
+    if not grpo.use_vllm:
+        return {}
+    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": grpo.vllm_gpu_memory_utilization}
 
 
 def _check_group_size(config: Config) -> None:
