@@ -82,14 +82,15 @@ def trainable_params(shape, setup: Setup) -> int:
 def activation_bytes_per_token(shape, setup: Setup) -> float:
     """Bytes autograd keeps for backward per token and decoder layer (no checkpointing).
 
-    Counted with saved_tensors_hooks on real Llama layers (tests/unit/test_plan_memory.py keeps it honest):
+    Counted with saved_tensors_hooks on real Llama layers (tests/unit/test_plan.py keeps it honest):
     - always: the layer input, rotary q, the attention output, the mid residual (4h), rotary k and v (2kv),
       the MLP's gate, up and activation outputs (3i), fp32 log-sum-exp per head and two RMS scales;
     - trainable norms (full fine-tune): each norm's normalized input (2h);
     - a Linear's input when its weight trains (full) or its adapter has no dropout: the attention input (h,
       shared by q/k/v), the MLP input (h, shared by gate/up), the MLP product (i); the attention output is
       kept by attention already;
-    - an adapter with dropout keeps its dropped input and the mask (2 x in); every adapter its r-wide A output.
+    - an adapter with dropout keeps its dropped input (in) and the dropped positions (int64, p x in; see
+      model/dropout.py); every adapter its r-wide A output.
     """
     b = BYTES[setup.precision]
     h, i = shape.hidden, shape.intermediate
@@ -97,14 +98,16 @@ def activation_bytes_per_token(shape, setup: Setup) -> float:
     if setup.mode == "full":
         elements += 2 * h
     kept_inputs = {}
+    position_bytes = 0.0
     for name, n_in, _ in shape.layer_linears:
         group = _input_group(name)
         adapted = setup.mode != "full" and targeted(name, setup.target_modules)
         if setup.mode == "full" or (adapted and setup.dropout == 0):
             kept_inputs[group] = 0 if group == "attention output" else n_in
         if adapted:
-            elements += setup.rank + (2 * n_in if setup.dropout > 0 else 0)
-    return b * (elements + sum(kept_inputs.values())) + 4 * (shape.heads + 2)
+            elements += setup.rank + (n_in if setup.dropout > 0 else 0)
+            position_bytes += 8 * setup.dropout * n_in
+    return b * (elements + sum(kept_inputs.values())) + position_bytes + 4 * (shape.heads + 2)
 
 
 def _input_group(name: str) -> str:
