@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repetition-penalty", type=float, default=1.0, help="Penalty for repeating tokens (1.0 = none)."
     )
     parser.add_argument("--seed", type=int, default=None, help="Seed for sampling.")
+    parser.add_argument(
+        "--tools",
+        metavar="FILE.json",
+        help="Function schemas (a JSON list, as a dataset's tools column) rendered into every prompt.",
+    )
     parser.add_argument("--base", action="store_true", help="Chat with the run's base model instead of the tuned one.")
     parser.add_argument(
         "--checkpoint",
@@ -34,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tunesmith.cli.generate import print_weights
     from tunesmith.generate.chat import ChatSession, chat_loop
-    from tunesmith.generate.generate import GenerationSettings, load_for_generation
+    from tunesmith.generate.generate import GenerationSettings, load_for_generation, read_tools
 
+    tools = read_tools(args.tools) if args.tools else None  # a bad file fails before the model loads
     if not args.base:
         print_weights(args.target, args.checkpoint)
     model, tokenizer = load_for_generation(args.target, base=args.base, checkpoint=args.checkpoint)
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         system = run_system_prompt(args.target)
         if system:
             print(f"system prompt (the run's): {system}")
-    session = ChatSession(model, tokenizer, system=system, settings=settings)
+    session = ChatSession(model, tokenizer, system=system, settings=settings, tools=tools)
 
     def write_piece(piece: str) -> None:
         sys.stdout.write(piece)

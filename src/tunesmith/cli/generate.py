@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     system.add_argument(
         "--no-system", action="store_true", help="No system prompt, even when the run trained with one."
     )
+    parser.add_argument(
+        "--tools",
+        metavar="FILE.json",
+        help="Function schemas (a JSON list, as a dataset's tools column) offered to prompts without their own.",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="Prompts generated at once.")
     parser.add_argument("--out", metavar="FILE.jsonl", help="Also write the results as JSONL.")
     parser.add_argument(
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tunesmith.errors import TunesmithError
-    from tunesmith.generate.generate import GenerationSettings, generate_from, read_prompts
+    from tunesmith.generate.generate import GenerationSettings, generate_from, read_prompts, read_tools
     from tunesmith.run_dir import write_jsonl
 
     if args.num_samples < 1 or args.temperature < 0 or args.max_new_tokens < 1:
@@ -86,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    tools = read_tools(args.tools) if args.tools else None
     print_weights(args.target, args.checkpoint)
-    rows = generate_from(
-        args.target, prompts, settings, system="" if args.no_system else args.system, checkpoint=args.checkpoint
-    )
+    system = "" if args.no_system else args.system
+    rows = generate_from(args.target, prompts, settings, system=system, checkpoint=args.checkpoint, tools=tools)
     for row in rows:
         print(f"### {row['prompt']}")
         for i, sample in enumerate(row["samples"], 1):

@@ -191,7 +191,7 @@ def _messages(row: dict, spec: FormatSpec) -> dict:
         if isinstance(kept.get("tool_calls"), list):
             kept["tool_calls"] = [_openai_call(c) for c in kept["tool_calls"]]
         out.append(kept)
-    return {"messages": out, **_tools_of(row)}
+    return {"messages": out, **tools_of(row)}
 
 
 def _openai_call(call):
@@ -235,7 +235,7 @@ def _sharegpt(row: dict, spec: FormatSpec) -> dict:
             _add_tool_calls(messages, parse_tool_calls(content, i + 1))
         else:
             messages.append({"role": roles[role], "content": content})
-    return {"messages": messages, **_tools_of(row)}
+    return {"messages": messages, **tools_of(row)}
 
 
 def parse_tool_calls(value, turn: int) -> list[dict]:
@@ -277,7 +277,7 @@ def _add_tool_calls(messages: list[dict], calls: list[dict]) -> None:
         messages.append({"role": "assistant", "content": "", "tool_calls": calls})
 
 
-def _tools_of(row: dict) -> dict:
+def tools_of(row: dict) -> dict:
     """{'tools': [...]} in the OpenAI/HF shape from a row's `tools` (a JSON string or a list), or {}."""
     import json
 

@@ -217,10 +217,11 @@ def split_trailing_answer(messages: list[dict]) -> tuple[list[dict], str | None]
     return [dict(m) for m in messages], None
 
 
-def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+def prompt_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
     """Ids of the prompt for generation: every turn before the answer, then the assistant header (BOS first
-    when the family expects it, as in training)."""
-    return with_bos(tokenizer, encode(tokenizer, render(tokenizer, messages, add_generation_prompt=True)))
+    when the family expects it, as in training); `tools` (the row's function schemas) rendered as in training."""
+    text = render(tokenizer, messages, add_generation_prompt=True, tools=tools)
+    return with_bos(tokenizer, encode(tokenizer, text))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

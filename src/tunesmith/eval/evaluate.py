@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tunesmith.config.schema import Config
 from tunesmith.data.example import Example, example_meta
+from tunesmith.data.formats import tools_of
 from tunesmith.data.preference import add_system_prompt
 from tunesmith.errors import DataError, TunesmithError
 from tunesmith.eval.loss import answer_loss
@@ -46,16 +47,26 @@ def read_examples(path: Path) -> list[Example]:
     for number, row in enumerate(read_jsonl(path), 1):
         if not row.get("messages") and not row.get("text"):
             raise DataError(f"{path}:{number}: a row needs 'messages' or 'text'")
-        meta = row.get("meta") or {k: v for k, v in row.items() if k not in ("messages", "text")}
+        meta = row.get("meta") or {k: v for k, v in row.items() if k not in ("messages", "text", "tools")}
         preference = {k: row[k] for k in PREFERENCE_KEYS if k in row}  # pairs / labelled rows of preference runs
+        tools = _tools(row, path, number) if row.get("messages") else {}  # rendered into prompts as in training
         examples.append(
             {
                 **({"messages": row["messages"]} if row.get("messages") else {"text": row["text"]}),
+                **tools,
                 **preference,
                 "meta": meta,
             }
         )
     return examples
+
+
+def _tools(row: dict, path: Path, number: int) -> dict:
+    """{'tools': [...]} of a row (the run's splits hold them normalized; --data rows may hold a JSON string)."""
+    try:
+        return tools_of(row)
+    except DataError as exc:
+        raise DataError(f"{path}:{number}: {exc.message}", hint=exc.hint) from None
 
 
 def with_system(example: Example, system: str) -> Example:
@@ -119,9 +130,8 @@ def score_model(
     generated = [it for it in items if it.prompt is not None]
     if not metric_names or not generated:
         return scores, []
-    predictions = [
-        samples[0] for samples in generate(model, tokenizer, [it.prompt for it in generated], decoding(config))
-    ]
+    prompts, tools = [it.prompt for it in generated], [it.example.get("tools") for it in generated]
+    predictions = [samples[0] for samples in generate(model, tokenizer, prompts, decoding(config), tools)]
     references = [it.reference for it in generated]
     columns = _columns(generated)
     for name in metric_names:

@@ -176,8 +176,9 @@ def _trained_with_tools(run: RunDir) -> bool:
 def verification_prompts(run: RunDir, tokenizer, count: int):
     """Up to `count` prompts from the run's test split, rendered through the run's chat template.
 
-    Test rows already carry the run's system prompt (added when the data was prepared); the fallback prompt
-    gets it too, so parity is proven on prompts shaped like the deployed model's.
+    Test rows already carry the run's system prompt (added when the data was prepared) and their tool schemas;
+    the fallback prompt gets the system prompt too, so parity is proven on prompts shaped like the deployed
+    model's.
     """
 
     def bos_text(ids: list[int], text: str) -> str:  # llama.cpp reads the BOS from the text (add_bos=False)
@@ -191,8 +192,10 @@ def verification_prompts(run: RunDir, tokenizer, count: int):
         messages = row.get("messages") or []
         cut = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
         if messages[:cut]:
-            ids = prompt_ids(tokenizer, messages[:cut])
-            prompts.append(Prompt(ids, bos_text(ids, render(tokenizer, messages[:cut], add_generation_prompt=True))))
+            tools = row.get("tools")  # the row's function schemas, rendered as in training
+            ids = prompt_ids(tokenizer, messages[:cut], tools)
+            text = render(tokenizer, messages[:cut], add_generation_prompt=True, tools=tools)
+            prompts.append(Prompt(ids, bos_text(ids, text)))
         elif row.get("text"):
             text = tokenizer.decode(encode(tokenizer, row["text"])[:32])
             ids = with_bos(tokenizer, encode(tokenizer, text))  # as training saw the text: BOS first where expected

@@ -101,15 +101,16 @@ def run_prompts(run, tokenizer, count: int) -> list[Prompt]:
 
 
 def _row_prompt(tokenizer, row: dict) -> Prompt | None:
-    """Every turn before the last answer (system prompt included), or the first 32 tokens of a text row."""
+    """Every turn before the last answer (system prompt and tool schemas included), or the first 32 tokens of a
+    text row."""
     from tunesmith.data.tokenize import prompt_ids, render
 
     messages = row.get("messages") or []
     cut = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
     if messages[:cut] and tokenizer.chat_template:
-        return Prompt(
-            prompt_ids(tokenizer, messages[:cut]), render(tokenizer, messages[:cut], add_generation_prompt=True)
-        )
+        tools = row.get("tools")  # the row's function schemas, rendered as in training
+        text = render(tokenizer, messages[:cut], add_generation_prompt=True, tools=tools)
+        return Prompt(prompt_ids(tokenizer, messages[:cut], tools), text)
     if row.get("text"):
         return _text_prompt(tokenizer, row["text"])
     return None

@@ -14,10 +14,18 @@ COMMANDS_HELP = "/reset clears the history, /exit quits"
 class ChatSession:
     """Holds the conversation; `send` streams the reply token by token and appends it to the history."""
 
-    def __init__(self, model, tokenizer, system: str | None = None, settings: GenerationSettings | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        system: str | None = None,
+        settings: GenerationSettings | None = None,
+        tools: list[dict] | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.system = system
+        self.tools = tools  # function schemas the chat template renders into every prompt, as in training
         self.settings = settings or GenerationSettings(temperature=0.7, top_p=0.9)
         self.history: list[dict] = []
 
@@ -33,7 +41,9 @@ class ChatSession:
         from transformers import TextIteratorStreamer, set_seed
 
         self.history.append({"role": "user", "content": text})
-        ids = torch.tensor([prompt_ids(self.tokenizer, self.messages())], device=next(self.model.parameters()).device)
+        ids = torch.tensor(
+            [prompt_ids(self.tokenizer, self.messages(), self.tools)], device=next(self.model.parameters()).device
+        )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = generation_kwargs(
             self.model, self.tokenizer, GenerationSettings(**{**vars(self.settings), "num_samples": 1})

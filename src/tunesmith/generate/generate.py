@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.data.tokenize import end_of_turn_tokens, prompt_ids, split_trailing_answer
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import DataError, TunesmithError
 from tunesmith.model.device import pick_device
 from tunesmith.model.from_run import load_base, load_tuned
 
@@ -92,9 +92,16 @@ def _left_pad(batch_ids: list[list[int]], pad_id: int):
 
 
 def generate(
-    model, tokenizer, conversations: list[list[dict]], settings: GenerationSettings | None = None
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    settings: GenerationSettings | None = None,
+    tools: list[list[dict] | None] | None = None,
 ) -> list[list[str]]:
-    """For each conversation, `settings.num_samples` assistant replies (decoded, stop strings cut)."""
+    """For each conversation, `settings.num_samples` assistant replies (decoded, stop strings cut).
+
+    `tools[i]`: the function schemas conversation i offers (its row's `tools`), rendered as training did.
+    """
     import torch
     from transformers import set_seed
 
@@ -105,8 +112,12 @@ def generate(
     device = next(model.parameters()).device
     kwargs = generation_kwargs(model, tokenizer, settings)
     results: list[list[str]] = []
+    tools = tools or [None] * len(conversations)
     for start in range(0, len(conversations), settings.batch_size):
-        batch = [prompt_ids(tokenizer, conv) for conv in conversations[start : start + settings.batch_size]]
+        end = start + settings.batch_size
+        batch = [
+            prompt_ids(tokenizer, conv, schemas) for conv, schemas in zip(conversations[start:end], tools[start:end])
+        ]
         input_ids, attention = _left_pad(batch, tokenizer.pad_token_id)
         with torch.no_grad():
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
@@ -125,8 +136,9 @@ def load_for_generation(target: str | Path, base: bool = False, checkpoint: str 
     return model, tokenizer
 
 
-def read_prompts(path: str | Path) -> list[str | list[dict]]:
-    """Prompts from a .txt (one per line) or .jsonl file (a `prompt` string or `messages` per line)."""
+def read_prompts(path: str | Path) -> list[str | list[dict] | dict]:
+    """Prompts from a .txt (one per line) or .jsonl file (a `prompt` string, `messages` or ShareGPT
+    `conversations` per line); a row with a `tools` column becomes {"messages": [...], "tools": [...]}."""
     import json
 
     file = Path(path)
@@ -135,31 +147,70 @@ def read_prompts(path: str | Path) -> list[str | list[dict]]:
     lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if file.suffix != ".jsonl":
         return lines
-    prompts: list[str | list[dict]] = []
+    prompts: list[str | list[dict] | dict] = []
     for number, line in enumerate(lines, 1):
-        row = json.loads(line)
-        if "messages" in row:
-            # A trailing assistant turn is the reference answer, not part of the prompt.
-            prompts.append(split_trailing_answer(row["messages"])[0])
-        elif "prompt" in row:
-            prompts.append(str(row["prompt"]))
-        else:
-            raise TunesmithError(
-                f"{file}:{number}: expected a 'prompt' or 'messages' key", hint="one JSON object per line"
-            )
+        try:
+            prompts.append(_row_prompt(json.loads(line)))
+        except (DataError, ValueError) as exc:
+            reason = exc.message if isinstance(exc, DataError) else f"not JSON ({exc})"
+            raise TunesmithError(f"{file}:{number}: {reason}", hint="one JSON object per line") from None
     return prompts
+
+
+def _row_prompt(row: dict) -> str | list[dict] | dict:
+    """One prompts-file row: tool calls and schemas normalized as training normalizes them (data/formats.py)."""
+    from tunesmith.data.formats import FormatSpec, to_internal, tools_of
+
+    if "messages" in row or "conversations" in row:
+        example = to_internal(row, FormatSpec("messages" if "messages" in row else "sharegpt"))
+        # A trailing assistant turn is the reference answer, not part of the prompt.
+        messages = split_trailing_answer(example["messages"])[0]
+        return {"messages": messages, "tools": example["tools"]} if example.get("tools") else messages
+    if "prompt" in row:
+        tools = tools_of(row).get("tools")
+        return (
+            {"messages": [{"role": "user", "content": str(row["prompt"])}], "tools": tools}
+            if tools
+            else str(row["prompt"])
+        )
+    raise DataError("expected a 'prompt', 'messages' or 'conversations' key")
+
+
+def read_tools(path: str | Path) -> list[dict]:
+    """Function schemas from a JSON file (a list, as a dataset's `tools` column holds, or one schema)."""
+    from tunesmith.data.formats import tools_of
+
+    file = Path(path)
+    if not file.is_file():
+        raise TunesmithError(f"--tools {file}: no such file", hint="a JSON file with a list of function schemas")
+    try:
+        tools = tools_of({"tools": file.read_text(encoding="utf-8")}).get("tools")
+    except DataError as exc:
+        raise TunesmithError(f"--tools {file}: {exc.message}", hint="a JSON list of function schemas") from None
+    if not tools:
+        raise TunesmithError(f"--tools {file}: no function schemas in the file", hint="a JSON list of schemas")
+    return tools
+
+
+def prompt_parts(prompt: str | list[dict] | dict) -> tuple[str | list[dict], list[dict] | None]:
+    """(the prompt as build_messages takes it, its own tool schemas or None)."""
+    if isinstance(prompt, dict):
+        return prompt["messages"], prompt.get("tools")
+    return prompt, None
 
 
 def generate_from(
     target: str | Path,
-    prompts: list[str | list[dict]],
+    prompts: list[str | list[dict] | dict],
     settings: GenerationSettings | None = None,
     system: str | None = None,
     checkpoint: str | None = None,
+    tools: list[dict] | None = None,
 ) -> list[dict]:
-    """Load a run or model and answer each prompt; rows of {"prompt", "messages", "samples"}.
+    """Load a run or model and answer each prompt; rows of {"prompt", "messages", "samples"} (+ "tools").
 
-    `system=None` uses the run's own system prompt (the one it trained with); "" means none.
+    `system=None` uses the run's own system prompt (the one it trained with); "" means none. `tools`: function
+    schemas offered to every prompt that has none of its own (read_prompts keeps a row's `tools`).
     """
     from tunesmith.model.from_run import run_system_prompt
 
@@ -168,8 +219,11 @@ def generate_from(
     if system is None:
         system = run_system_prompt(target)
     model, tokenizer = load_for_generation(target, checkpoint=checkpoint)
-    conversations = [build_messages(p, system) for p in prompts]
-    samples = generate(model, tokenizer, conversations, settings)
+    parts = [prompt_parts(p) for p in prompts]
+    conversations = [build_messages(p, system) for p, _ in parts]
+    schemas = [own or tools for _, own in parts]
+    samples = generate(model, tokenizer, conversations, settings, schemas)
     return [
-        {"prompt": conv[-1]["content"], "messages": conv, "samples": outs} for conv, outs in zip(conversations, samples)
+        {"prompt": conv[-1]["content"], "messages": conv, **({"tools": t} if t else {}), "samples": outs}
+        for conv, t, outs in zip(conversations, schemas, samples)
     ]
