@@ -101,6 +101,8 @@ def _check_data(config: Config, config_path, echo) -> None:
     duplicates = report.counts.get("duplicate", 0)
     note = f" ({duplicates} exact duplicates will be dropped by data.clean.dedup)" if duplicates else ""
     echo(f"  ok: {report.rows} rows in {report.files} file(s){note}")
+    for line in report.notes():
+        echo(f"  {line}")
 
 
 def _export(run_dir: Path, outcome: PipelineResult):

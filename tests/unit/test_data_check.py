@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 from tunesmith.cli.main import main
 from tunesmith.data.check import check_paths, message_problems
@@ -166,3 +168,24 @@ def test_null_cells_are_file_line_problems_and_training_refuses_them(tmp_path, c
         assert "row 1: turn 2 (assistant): content is null" in exc.message
     else:
         raise AssertionError("a null assistant content was accepted for training")
+
+
+@pytest.mark.parametrize("truncation, action", [("right", "cut from the right"), ("drop", "dropped")])
+def test_a_configs_long_rows_are_noted_with_what_training_does_not_failed(
+    tiny_qwen2, tmp_path, capsys, truncation, action
+):
+    # Real corpora (c4-style text) have rows far past max_length; data.truncation says what happens to them,
+    # so `data check CONFIG` (and `tunesmith run`, which stops on its problems) must not fail on them.
+    data = tmp_path / "text.jsonl"
+    data.write_text('{"text": "' + "hello " * 300 + '"}\n{"text": "short"}\n')
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"model: {{name_or_path: {tiny_qwen2}}}\n"
+        f"data: {{sources: [{{path: {data}}}], max_length: 64, truncation: {truncation}}}\n"
+    )
+    code = main(["data", "check", str(config)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0, out
+    assert out[0] == "ok: 2 rows in 1 file, no problems"
+    assert out[1].startswith(f"note: 1 row longer than max_length will be {action} (data.truncation: {truncation}): ")
+    assert f"{data}:1: " in out[1]

@@ -102,6 +102,8 @@ def _check(args: argparse.Namespace) -> int:
     if hidden > 0:
         print(f"... and {hidden} more")
     print(("ok: " if not result.total else "") + result.summary())
+    for note in result.notes():
+        print(note)
     return 1 if result.total else 0
 
 

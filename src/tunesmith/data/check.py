@@ -70,6 +70,9 @@ class CheckResult:
     formats: Counter = field(default_factory=Counter)  # rows per detected (or set) format
     labels: Counter = field(default_factory=Counter)  # unpaired preference rows per boolean label
     first_labelled: tuple[str, int] | None = None  # where the first labelled row is (for the one-class problem)
+    cut: list[Problem] = field(default_factory=list)  # rows a config's data.truncation will cut (not problems)
+    cut_count: int = 0
+    truncation: str | None = None
 
     def add(self, problem: Problem) -> None:
         self.counts[problem.kind] += 1
@@ -85,6 +88,24 @@ class CheckResult:
         message = preference.label_counts_problem(dict(self.labels))
         if message and self.first_labelled:
             self.add(Problem(self.first_labelled[0], self.first_labelled[1], "one-label-class", message))
+
+    def add_cut(self, row: Problem, truncation: str) -> None:
+        self.cut_count += 1
+        self.truncation = truncation
+        if len(self.cut) < 3:
+            self.cut.append(row)
+
+    def notes(self) -> list[str]:
+        """What the check saw that training handles by the config's rules (not problems)."""
+        if not self.cut_count:
+            return []
+        action = "dropped" if self.truncation == "drop" else f"cut from the {self.truncation}"
+        first = "; ".join(str(row) for row in self.cut)
+        return [
+            f"note: {self.cut_count} row{'s' * (self.cut_count != 1)} longer than max_length will be {action} "
+            f"(data.truncation: {self.truncation}): {first}",
+            "      `tunesmith data stats CONFIG` shows how many lose trained tokens; raise data.max_length to keep them",
+        ]
 
     def summary(self) -> str:
         where = f"{self.rows} rows in {self.files} file{'s' * (self.files != 1)}"
@@ -102,6 +123,7 @@ class LengthCheck:
 
     tokenizer: object
     max_length: int
+    truncation: str | None = None  # a config's data.truncation: long rows are then handled, noted not flagged
 
 
 def check_paths(
@@ -344,15 +366,13 @@ class RowChecker:
         except DataError:
             return
         tokens = count_tokens(self.length.tokenizer, [example])[0]
-        if tokens > self.length.max_length:
-            self.result.add(
-                Problem(
-                    self.path,
-                    line,
-                    "too-long",
-                    f"{tokens} tokens, longer than max_length {self.length.max_length} (would be truncated)",
-                )
-            )
+        if tokens <= self.length.max_length:
+            return
+        if self.length.truncation:
+            self.result.add_cut(Problem(self.path, line, "too-long", f"{tokens} tokens"), self.length.truncation)
+            return
+        message = f"{tokens} tokens, longer than max_length {self.length.max_length} (would be truncated)"
+        self.result.add(Problem(self.path, line, "too-long", message))
 
 
 def row_problems(row: object, fmt: str, spec: FormatSpec) -> list[tuple[str, str]]:
@@ -458,15 +478,16 @@ def _order_problems(roles: list) -> list[tuple[str, str]]:
 def check_config(config, overrides: list[str] | None = None, with_length: bool = True) -> CheckResult:
     """Check every source of a config (a Config or a config file) with its declared format.
 
-    Rows longer than data.max_length are reported when the model's tokenizer can be loaded; `tiny:` models
-    are skipped there because their tokenizer is trained from the run's data at training time.
+    Rows longer than data.max_length are noted (data.truncation says what training does with them) when the
+    model's tokenizer can be loaded; `tiny:` models are skipped there because their tokenizer is trained from
+    the run's data at training time.
     """
     if not hasattr(config, "data"):
         config = load_config(config, overrides)
     length = None
     model = config.model
     if with_length and not is_tiny(model.name_or_path):
-        length = LengthCheck(tokenizer_for(model), config.data.max_length)
+        length = LengthCheck(tokenizer_for(model), config.data.max_length, config.data.truncation)
     result, seen = CheckResult(), {}
     for source in config.data.sources:
         resolved = resolve_source(source)
