@@ -241,3 +241,15 @@ def test_train_refuses_a_run_that_will_not_fit(tmp_path, monkeypatch, capsys):
 def test_bare_on_off_overrides_read_as_words():
     config = load_config(data={}, overrides=["train.activation_checkpointing=on"])
     assert config.train.activation_checkpointing == "on"
+
+
+def test_a_gguf_base_with_an_out_of_vocabulary_pad_id_gets_a_plan(tmp_path):
+    # stories260K's GGUF stores pad id 2**32-1; the meta-device model failed on it ("no memory plan").
+    from tests.conftest import shared_path
+
+    gguf = shared_path("models", "stories260K", "stories260K.gguf")
+    config = config_dict(tmp_path, mode="full")
+    config["model"] = {"name_or_path": str(gguf)}
+    plan = make_plan(load_config(data=config))
+    assert plan.fits is not None and plan.peak > 0
+    assert any(p.name == "weights" and p.bytes > 0 for p in plan.parts)

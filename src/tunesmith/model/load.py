@@ -192,8 +192,7 @@ def load_model(
             f"cannot load model '{name_or_path}': {first_line(exc)}",
             hint="give a hub id (cached for offline use), a local model folder, a .gguf file, or tiny:qwen2",
         ) from None
-    if config.pad_token_id is not None and not 0 <= config.pad_token_id < config.vocab_size:
-        config.pad_token_id = None  # e.g. stories260K's GGUF stores 2**32-1
+    drop_invalid_pad_id(config)
     if attn_implementation and attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
@@ -238,3 +237,10 @@ def forget_gguf_origin(model):
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     return model
+
+
+def drop_invalid_pad_id(config) -> None:
+    """A pad id outside the vocabulary (stories260K's GGUF stores 2**32-1) would fail nn.Embedding: unset it."""
+    pad, vocab = getattr(config, "pad_token_id", None), getattr(config, "vocab_size", None)
+    if pad is not None and vocab is not None and not 0 <= pad < vocab:
+        config.pad_token_id = None

@@ -65,17 +65,21 @@ def model_config(config, vocab_size: int | None = None):
 def _auto_config(name_or_path: str, m):
     from transformers import AutoConfig
 
-    from tunesmith.model.load import split_gguf
+    from tunesmith.model.load import drop_invalid_pad_id, split_gguf
 
     folder, gguf_file = split_gguf(name_or_path)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        return AutoConfig.from_pretrained(folder, revision=m.revision, trust_remote_code=m.trust_remote_code, **kwargs)
+        config = AutoConfig.from_pretrained(
+            folder, revision=m.revision, trust_remote_code=m.trust_remote_code, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot read the config of '{name_or_path}': {str(exc).splitlines()[0]}",
             hint="give a local model folder, a .gguf file, a hub id cached for offline use, or tiny:qwen2",
         ) from None
+    drop_invalid_pad_id(config)  # as loading the model does
+    return config
 
 
 def model_shape(hf_config, name: str) -> ModelShape:
