@@ -215,7 +215,7 @@ def test_does_not_fit_gives_advice_that_fits(tmp_path, monkeypatch):
     config = load_config(data=config_dict(tmp_path, "full", layers=4, hidden=256))
     lora = load_config(data=config_dict(tmp_path, "lora", layers=4, hidden=256))
     capacity = make_plan(lora, device="cpu", calibrate_time=False).peak + 2**20
-    plan = plan_config(config, device="cpu", memory=capacity)
+    plan = plan_config(config, device="cpu", memory=capacity, calibrate_time=False)  # memory advice only
     assert not plan.fits and plan.advice
     assert any(a["fits"] for a in plan.advice)
     for advice in plan.advice:
@@ -253,3 +253,49 @@ def test_a_gguf_base_with_an_out_of_vocabulary_pad_id_gets_a_plan(tmp_path):
     plan = make_plan(load_config(data=config))
     assert plan.fits is not None and plan.peak > 0
     assert any(p.name == "weights" and p.bytes > 0 for p in plan.parts)
+
+
+def test_calibration_runs_with_the_thread_count_training_uses(tmp_path):
+    """The time probes run with torch's thread count of the process (the one `train` uses, recorded in
+    manifest.json `measured.threads`), and a calibration cached at another count is not reused."""
+    import torch
+
+    config = load_config(data=config_dict(tmp_path))
+    threads = torch.get_num_threads()
+    first = make_plan(config, device="cpu")
+    assert first.calibration["threads"] == threads
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        other = make_plan(config, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert other.calibration["threads"] != threads and not other.calibration["cached"]
+    assert make_plan(config, device="cpu").calibration["cached"]
+
+
+@pytest.mark.slow
+def test_probe_layer_costs_what_a_real_layer_costs():
+    """The probe's one-layer time (a 1-layer minus a 0-layer model at the run's width) against the same layer
+    timed inside a 4-layer model's step (4 layers minus 0 layers, / 4): within 25% (timing noise on a shared
+    machine). Planted bug: a probe that times the forward alone misses by far more."""
+    from tunesmith.plan.probe import layer_times, probe_batch, probe_model, timed
+
+    _, hf_config = layer_model("full", 0.0, 1, hidden=512, intermediate=1536, heads=8, kv_heads=4)
+    run = load_config(data={"train": {"mode": "full"}})
+    setup = Setup("cpu", "fp32", "full", "sft", "adamw_torch", False, "padding_free", 0)
+    lengths = [120, 60, 200, 90]
+    probe = layer_times(hf_config, run, setup, lengths)
+    batch = probe_batch(lengths, "padding_free", "cpu")
+    steps = {}
+    for layers in (0, 4):
+        config = hf_config.__class__.from_dict({**hf_config.to_dict(), "num_hidden_layers": layers})
+        model = probe_model(config, layers, run, setup)
+
+        def step():
+            model(**batch, use_cache=False, logits_to_keep=1).logits.float().sum().backward()
+            model.zero_grad(set_to_none=True)
+
+        steps[layers] = timed(step, "cpu")
+    per_layer = (steps[4] - steps[0]) / 4
+    assert probe["layer_train_s"] == pytest.approx(per_layer, rel=0.25)
+    assert probe["layer_forward_s"] != pytest.approx(per_layer, rel=0.25)

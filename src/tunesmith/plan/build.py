@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 
 from tunesmith.config.schema import Config
-from tunesmith.plan.memory import Part, Setup, activation_bytes_per_token, memory_parts
+from tunesmith.plan.memory import PAIRED_METHODS, Part, Setup, memory_parts
 from tunesmith.plan.params import ModelShape, lora_params, model_config, model_shape
 from tunesmith.plan.workload import Workload, grpo_workload, sft_workload
 
@@ -65,6 +65,7 @@ class Inputs:
     shape: ModelShape
     lengths: list[int]  # tokens per training example (untruncated; prompts for GRPO)
     trained: list[float]  # trained share per sampled example
+    hf_config: object = None  # the transformers config (the time probes build the run's layer from it)
 
 
 SLOW_SECONDS = 3600  # advice on speed is offered for runs longer than this
@@ -118,7 +119,7 @@ def make_plan(
     )
     plan.assumptions = assumptions(plan, overhead_note)
     if calibrate_time:
-        add_time(plan, fresh_calibration)
+        add_time(plan, config, inputs.hf_config, fresh_calibration)
     return plan
 
 
@@ -141,7 +142,6 @@ def _gpu_precision() -> str:
 
 
 def make_setup(config: Config, device: str, precision: str, shape: ModelShape) -> Setup:
-    from tunesmith.train.batching import resolve_batching
     from tunesmith.train.prepare import activation_checkpointing
     from tunesmith.train.trainer_setup import optimizer_name
 
@@ -156,7 +156,7 @@ def make_setup(config: Config, device: str, precision: str, shape: ModelShape) -
         method=config.method,
         optimizer=optimizer_name(like_ctx),
         checkpointing=activation_checkpointing(like_ctx),
-        batching=resolve_batching(config.train.batching, device),
+        batching=run_batching(config, device),
         lora_params=adapter,
         rank=lora.r,
         dropout=lora.dropout,
@@ -164,14 +164,29 @@ def make_setup(config: Config, device: str, precision: str, shape: ModelShape) -
         double_quant=config.quantization.double_quant,
         weights_dtype=dtype,
         beta=config.grpo.beta if config.method == "grpo" else 0.0,
+        precompute_reference=config.preference.precompute_reference,
     )
+
+
+def run_batching(config: Config, device: str) -> str:
+    """The batching training will use: SFT and DPO follow train.batching (train/batching.py,
+    train/preference.py); GRPO and the other preference trainers pad."""
+    from tunesmith.train.batching import resolve_batching
+
+    if config.method in ("sft", "dpo"):
+        return resolve_batching(config.train.batching, device)
+    return "padded"
 
 
 def make_workload(config: Config, inputs: Inputs, setup: Setup) -> Workload:
     if config.method == "grpo":
         return grpo_workload(inputs.lengths, config)
     lengths = [min(n, config.data.max_length) for n in inputs.lengths]
-    return sft_workload(lengths, inputs.trained, config, setup.batching)
+    workload = sft_workload(lengths, inputs.trained, config, setup.batching)
+    if config.method in PAIRED_METHODS:  # a chosen and a rejected sequence per example
+        workload.typical_lengths = [n for n in workload.typical_lengths for _ in (0, 1)]
+        workload.typical_trained *= 2
+    return workload
 
 
 def read_inputs(config: Config) -> Inputs:
@@ -183,10 +198,11 @@ def read_inputs(config: Config) -> Inputs:
     hf_config = model_config(config, vocab_size=len(tokenizer))
     shape = model_shape(hf_config, config.model.name_or_path)
     if config.method == "grpo":
-        return Inputs(shape, prompt_lengths(tokenizer, rows, config), [])
+        return Inputs(shape, prompt_lengths(tokenizer, rows, config), [], hf_config)
     from tunesmith.data.stats import count_tokens
 
-    return Inputs(shape, count_tokens(tokenizer, rows), trained_shares(tokenizer, rows[:MASK_SAMPLE], config))
+    shares = trained_shares(tokenizer, rows[:MASK_SAMPLE], config)
+    return Inputs(shape, count_tokens(tokenizer, rows), shares, hf_config)
 
 
 def run_tokenizer(config: Config, rows: list[dict]):
@@ -219,43 +235,45 @@ def prompt_lengths(tokenizer, rows: list[dict], config: Config) -> list[int]:
     return [len(prompt_ids(tokenizer, r["prompt"])) for r in grpo_rows(rows, config)]
 
 
-def add_time(plan: Plan, fresh: bool = False) -> None:
+def add_time(plan: Plan, config: Config, hf_config, fresh: bool = False) -> None:
     """Seconds per step and in total, from a calibration on this machine (skipped for a device not here)."""
-    from tunesmith.plan.speed import calibrate, flops_per_token, matmul_shapes, mean_context, step_time
+    from tunesmith.plan.speed import calibrate, flops_per_token, mean_context, step_time
 
     if not device_present(plan.device):
         plan.assumptions.append(f"time not estimated: no {plan.device} device here to calibrate on")
         return
-    shapes = matmul_shapes(plan.shape, plan.workload)
-    s, w = plan.setup, plan.workload
-    probe = (
-        {
-            "model_type": plan.shape.model_type,
-            "mode": s.mode,
-            "dropout": s.dropout,
-            "batch_size": w.batch_size,
-            "batching": s.batching,
-            "generations": w.generations,
-        }
-        if plan.shape.model_type
-        else None
-    )
-    cal = calibrate(plan.device, plan.precision, shapes, qlora=plan.mode == "qlora", use_cache=not fresh, probe=probe)
-    elementwise = activation_bytes_per_token(plan.shape, Setup(**{**asdict(plan.setup), "mode": "full"}))
-    plan.time = step_time(plan.shape, plan.setup, plan.workload, cal, elementwise)
+    try:
+        cal = calibrate(hf_config, config, plan.shape, plan.setup, plan.workload, use_cache=not fresh)
+    except Exception as exc:  # noqa: BLE001 - an architecture the probe cannot build: no time, the memory stands
+        plan.assumptions.append(f"time not estimated: the layer probe failed ({type(exc).__name__}: {exc})")
+        return
+    plan.time = step_time(plan.shape, plan.setup, plan.workload, cal)
+    plan.assumptions += time_assumptions(plan, cal)
     plan.flops_per_token = flops_per_token(
         plan.shape, plan.setup, plan.workload.trained_share, mean_context(plan.workload)
     )
-    peak = max(cal.rate(*map(int, k.split("x"))) for k in cal.matmul_s)
     plan.calibration = {
         "cached": cal.cached,
         "seconds": round(cal.seconds, 2),
-        "best_matmul_gflops": peak / 1e9,
-        "layer_step_ms": cal.layer_step_s * 1e3,
-        "bandwidth_gbs": cal.bandwidth / 1e9,
-        "op_us": cal.op_s * 1e6,
+        "layer_ms": cal.layer_train_s * 1e3,
+        "layer_forward_ms": cal.layer_forward_s * 1e3,
+        "head_ms": cal.head_s * 1e3,
+        "typical_micro_batch": sum(plan.workload.typical_lengths),
         "threads": cal.threads,
     }
+
+
+def time_assumptions(plan: Plan, cal) -> list[str]:
+    w = plan.workload
+    tokens = sum(w.typical_lengths)
+    return [
+        f"time: one decoder layer, the output layer + loss and the optimizer timed here ({cal.threads} threads, "
+        f"{'cached calibration' if cal.cached else 'calibrated now'}) on a {tokens:,}-token micro-batch of this "
+        "run's typical example lengths; a step costs grad_accum x (layers x layer + output layer + the rest) + "
+        "the optimizer",
+        "time: the machine as busy as during the calibration (a calibration on a loaded machine predicts slower "
+        "steps; it is cached under $TUNESMITH_CACHE/plan/calibration.json, delete it to calibrate again)",
+    ]
 
 
 def device_present(device: str) -> bool:

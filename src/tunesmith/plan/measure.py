@@ -2,17 +2,19 @@
 
 Peak memory: the process's peak RSS on a CPU (what the plan predicts there), the allocator's peak reserved
 memory on CUDA. Seconds per step: the mean wall time of optimizer steps, the first one left out (it pays
-one-off costs: kernel selection, lazy initialisation, optimizer state allocation).
+one-off costs: kernel selection, lazy initialisation, optimizer state allocation); with
+TUNESMITH_PLAN_CLOCK=cpu the process's CPU time instead (plan/probe.py clock), as the plan's probes then use.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 
 from transformers import TrainerCallback
 
 from tunesmith.peak_memory import peak_rss_bytes
+from tunesmith.plan.probe import CLOCK_ENV, clock
 
 MMAP_THRESHOLD = 256 * 1024  # bytes; allocations from this size get their own pages, returned when freed
 M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
@@ -56,20 +58,24 @@ class MeasureCallback(TrainerCallback):
         self.steps: list[float] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
+        self.started = clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(time.perf_counter() - self.started)
+        self.steps.append(clock() - self.started)
 
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        import torch
+
         timed = self.steps[1:] or self.steps
         measured = {
             "peak_memory": peak_memory(self.device),
             "peak_memory_kind": "max_memory_reserved" if self.device == "cuda" else "process peak RSS",
             "seconds_per_step": sum(timed) / len(timed) if timed else None,
             "steps_timed": len(timed),
+            "threads": torch.get_num_threads(),  # the plan's calibration records its own (plan.json)
+            "clock": os.environ.get(CLOCK_ENV, "wall"),
         }
         manifest = self.run.read_manifest()
         manifest.update(measured=measured)

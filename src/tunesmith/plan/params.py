@@ -30,7 +30,9 @@ class ModelShape:
     vocab: int
     # (module name without the layer prefix, in_features, out_features) of every Linear in one decoder layer
     layer_linears: list[tuple[str, int, int]] = field(default_factory=list)
-    model_type: str = ""  # transformers' model_type (the per-layer time probe builds a tiny one)
+    model_type: str = ""  # transformers' model_type
+    tensors: int = 0  # parameter tensors (the optimizer loops over them)
+    checkpoint_bytes: int = 4  # bytes per weight in the checkpoint files (config dtype; tiny models save fp32)
 
     @property
     def kv_dim(self) -> int:
@@ -112,7 +114,15 @@ def model_shape(hf_config, name: str) -> ModelShape:
         vocab=embedding.shape[0],
         layer_linears=linears,
         model_type=getattr(text, "model_type", "") or "",
+        tensors=sum(1 for _ in model.parameters()),
+        checkpoint_bytes=_dtype_bytes(getattr(text, "dtype", None) or getattr(hf_config, "dtype", None)),
     )
+
+
+def _dtype_bytes(dtype) -> int:
+    """Bytes per weight of a config's dtype (a torch dtype or its name); fp32 when the config names none."""
+    name = str(dtype or "float32").replace("torch.", "")
+    return {"float16": 2, "bfloat16": 2, "float64": 8}.get(name, 4)
 
 
 def _layer_linears(model) -> list[tuple[str, int, int]]:

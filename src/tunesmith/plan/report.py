@@ -77,8 +77,8 @@ def _time_lines(plan) -> list[str]:
         f"  tokens per step        {w.tokens_per_step:,.0f} real, {w.computed_tokens_per_step:,.0f} computed",
         f"  per step               {duration(t['total'])} ({parts})",
         f"  total                  {duration(plan.total_seconds)} for {w.steps:,} steps",
-        f"  calibration ({how}): best matmul {c.get('best_matmul_gflops', 0):,.0f} GFLOP/s, "
-        f"{c.get('bandwidth_gbs', 0):,.1f} GB/s, {c.get('layer_step_ms', 0):.1f} ms fixed per layer and micro-batch, {c.get('threads')} threads",
+        f"  calibration ({how}): one layer {c.get('layer_ms', 0):,.1f} ms and the output layer + loss "
+        f"{c.get('head_ms', 0):,.1f} ms on a {c.get('typical_micro_batch', 0):,}-token micro-batch, {c.get('threads')} threads",
     ]
 
 

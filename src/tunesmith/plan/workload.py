@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MASK_SAMPLE = 300  # examples tokenized with the loss mask to measure the trained share
 
@@ -32,6 +32,9 @@ class Workload:
     peak_longest: int  # longest sequence in that micro-batch (attention works per sequence)
     completion_length: int = 0  # GRPO: tokens generated per completion
     generations: int = 0  # GRPO: completions per prompt
+    # the micro-batch whose computed positions are closest to the run's mean: what the time probe runs
+    typical_lengths: list[int] = field(default_factory=list)  # its sequence lengths (before padding)
+    typical_trained: int = 0  # its positions that get logits
 
     @property
     def truncated_note(self) -> str:
@@ -61,10 +64,15 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
     computed = [len(b) * max(lengths[i] for i in b) for b in batches] if batching == "padded" else real
     peak = max(range(len(batches)), key=lambda k: computed[k])
     peak_batch = batches[peak]
-    # the padded path computes logits for every position; the padding-free path only at trained ones
-    peak_trained = (
-        computed[peak] if batching == "padded" else round(sum(lengths[i] * trained_at(trained, i) for i in peak_batch))
-    )
+    mean = sum(computed) / len(computed)
+    typical = min(range(len(batches)), key=lambda k: abs(computed[k] - mean))
+
+    def logit_positions(k: int) -> int:
+        # the padded path computes logits for every position; the padding-free path only at trained ones
+        if batching == "padded":
+            return computed[k]
+        return round(sum(lengths[i] * trained_at(trained, i) for i in batches[k]))
+
     return Workload(
         examples=len(lengths),
         steps=steps,
@@ -76,8 +84,10 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         tokens_per_step=sum(real) / len(batches) * t.grad_accum,
         computed_tokens_per_step=sum(computed) / len(batches) * t.grad_accum,
         peak_batch_tokens=computed[peak],
-        peak_batch_trained=peak_trained,
+        peak_batch_trained=logit_positions(peak),
         peak_longest=max(lengths[i] for i in peak_batch),
+        typical_lengths=[lengths[i] for i in batches[typical]],
+        typical_trained=logit_positions(typical),
     )
 
 
@@ -130,4 +140,6 @@ def grpo_workload(prompt_lengths: list[int], config) -> Workload:
         peak_longest=longest_prompt + completion,
         completion_length=completion,
         generations=batch * accum,
+        typical_lengths=[round(mean_prompt) + completion] * batch,
+        typical_trained=batch * (completion + 1),
     )
