@@ -49,7 +49,7 @@ def check_f16_and_q8(run_dir: Path, arch: str, capsys) -> dict:
     assert f16["verdict"] == "passed" and f16["measured"]["tokenization_match_rate"] == 1.0
     assert all(p["first_divergence"] is None for p in f16["prompts"]) and len(f16["prompts"]) >= 2  # test split: 2 rows
     assert f16["measured"]["max_logit_diff"] < f16["bounds"]["max_logit_diff"] == 0.25
-    assert formats["q8_0"]["verdict"] == "passed" and formats["q8_0"]["bounds"]["max_logit_diff"] == 1.0
+    assert formats["q8_0"]["verdict"] == "passed" and formats["q8_0"]["bounds"]["max_logit_diff"] == 3.0
     assert gguf_arch(run_dir / "export" / "t-f16.gguf") == arch
     assert "ollama create t -f" in out and "ollama run t" in out and "parity f16: PASSED (f16)" in out
     return formats

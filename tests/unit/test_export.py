@@ -85,11 +85,18 @@ def test_real_llama3_template_translates_exactly(qwen_tokenizer):
 
 
 def test_position_dependent_template_is_flagged_approximated(qwen_tokenizer):
-    qwen_tokenizer.chat_template = shared_path("chat_templates", "qwen2.5.jinja").read_text()
+    # Qwen3 drops <think> blocks from earlier assistant turns only: a turn's text depends on its position
+    qwen_tokenizer.chat_template = shared_path("chat_templates", "qwen3.jinja").read_text()
     text, fmt = modelfile("m.gguf", qwen_tokenizer, None, 512, add_bos=False)
     assert fmt.family == "chatml" and not fmt.exact
-    assert "TEMPLATE is approximated as ChatML" in fmt.notes
+    assert any("depending on their position" in note for note in fmt.notes)
     assert "# chat template family: chatml (APPROXIMATED:" in text
+
+
+def test_qwen25_default_system_prompt_is_exact_through_system(qwen_tokenizer):
+    qwen_tokenizer.chat_template = shared_path("chat_templates", "qwen2.5.jinja").read_text()
+    text, fmt = modelfile("m.gguf", qwen_tokenizer, None, 512, add_bos=False)
+    assert fmt.exact and 'SYSTEM """You are Qwen, created by Alibaba Cloud. You are a helpful assistant."""' in text
 
 
 def test_bos_added_by_llama_cpp_is_not_repeated_in_template(qwen_tokenizer):
@@ -116,3 +123,42 @@ def test_unknown_gguf_type_is_a_usage_error():
         _gguf_types(["f16", "q3_x"])
     assert info.value.exit_code == 2
     assert _gguf_types(["F16", "none", "f16", "q8_0"]) == ["f16", "q8_0"]
+
+
+SMOLLM_TEMPLATE = (  # SmolLM2-Instruct's chat template: a default system turn only when the chat has none
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_a_default_system_turn_becomes_the_modelfile_system(qwen_tokenizer):
+    qwen_tokenizer.chat_template = SMOLLM_TEMPLATE
+    text, fmt = modelfile("m.gguf", qwen_tokenizer, None, 512, add_bos=False)
+    assert fmt.exact and fmt.preamble == "" and "APPROXIMATED" not in text
+    assert fmt.default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
+    for conversation in (CONVERSATION, CONVERSATION[1:]):  # Ollama injects SYSTEM only when no system message
+        expected = qwen_tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        assert fmt.render(conversation) == expected
+    run_prompt, _ = modelfile("m.gguf", qwen_tokenizer, "Be brief.", 512, add_bos=False)
+    assert 'SYSTEM """Be brief."""' in run_prompt and "SmolLM" not in run_prompt  # the run's own prompt wins
+
+
+def test_a_planted_always_written_system_turn_is_not_taken_for_a_default(qwen_tokenizer):
+    """A template that writes its fixed system turn even before a given one is not the default-system pattern."""
+    qwen_tokenizer.chat_template = "{{ '<|im_start|>system\\nFixed.<|im_end|>\\n' }}" + SMOLLM_TEMPLATE.replace(
+        "{% if loop.first and messages[0]['role'] != 'system' %}", "{% if false %}"
+    )
+    fmt = turn_format(qwen_tokenizer)
+    assert fmt.default_system is None and fmt.exact
+
+
+def test_every_modelfile_comment_stays_one_line(qwen_tokenizer):
+    """Notes holding newlines (a jinja error quoting the template) must not leak lines Ollama would parse."""
+    qwen_tokenizer.chat_template = "{{ raise_exception('no\\nway') }}"
+    text, fmt = modelfile("m.gguf", qwen_tokenizer, None, 512, add_bos=False)
+    assert not fmt.exact and any("\n" in note for note in fmt.notes)
+    keywords = ("FROM", "TEMPLATE", "SYSTEM", "PARAMETER", "ADAPTER", "#", '"""', "{{", "<|")
+    assert all(not line or line.startswith(keywords) for line in text.splitlines()), text

@@ -3,7 +3,9 @@
 The translation renders the jinja template on marker messages and cuts out what it writes around each role's
 content (a per-role prefix and suffix, a preamble and the generation prompt). The Go template then rebuilds the
 same text from Ollama's .Messages; it is checked against jinja on a multi-turn conversation, and a template
-whose turns depend on their position (dates, moving the system prompt) is flagged as approximated.
+whose turns depend on their position (dates, moving the system prompt) is flagged as approximated. A default
+system turn the template writes only when the conversation has none (SmolLM2's "You are a helpful AI
+assistant named SmolLM...") becomes the Modelfile's SYSTEM, which Ollama injects under the same condition.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class TurnFormat:
     family: str
     exact: bool = True
     notes: list[str] = field(default_factory=list)
+    default_system: str | None = None  # the system text the template writes when the conversation has none
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        if self.default_system is not None and (not messages or messages[0]["role"] != "system"):
+            messages = [{"role": "system", "content": self.default_system}, *messages]
         body = "".join(self.prefix[m["role"]] + m["content"] + self.suffix[m["role"]] for m in messages)
         return self.preamble + body + (self.generation if add_generation_prompt else "")
 
@@ -98,11 +103,27 @@ def _split_preamble(fmt: TurnFormat, tokenizer, system_part: str, rest: str, use
         raise ValueError("the user prefix differs between the first and later turns")
     fmt.preamble = user_head[: len(user_head) - len(later_user)]
     fmt.prefix["user"] = later_user
-    fmt.prefix["system"] = _cut(system_part, fmt.preamble, "system turn")
     before_user = rest.split(MARK["user"])[0]
     if not before_user.endswith(later_user):
         raise ValueError("the user prefix differs after a system turn")
     fmt.suffix["system"] = before_user[: len(before_user) - len(later_user)]
+    if _default_system_turn(fmt, system_part):
+        return
+    fmt.prefix["system"] = _cut(system_part, fmt.preamble, "system turn")
+
+
+def _default_system_turn(fmt: TurnFormat, system_part: str) -> bool:
+    """A 'preamble' that is a whole system turn (prefix + text + suffix) the template writes only when no system
+    message is given: keep its text as the default system prompt instead."""
+    prefix, suffix, preamble = system_part, fmt.suffix["system"], fmt.preamble
+    if not (prefix and preamble.startswith(prefix) and preamble.endswith(suffix)):
+        return False
+    default = preamble[len(prefix) : len(preamble) - len(suffix)]
+    if len(preamble) < len(prefix) + len(suffix) or not default:  # Ollama does not inject an empty SYSTEM
+        return False
+    fmt.default_system = default
+    fmt.preamble, fmt.prefix["system"] = "", prefix
+    return True
 
 
 def _check(fmt: TurnFormat, tokenizer) -> None:
@@ -118,7 +139,10 @@ def _check(fmt: TurnFormat, tokenizer) -> None:
         conversation = conversation[1:]
         expected = _render(tokenizer, conversation, True)
         fmt.notes.append("the template rejects system messages; the SYSTEM turn format is a guess")
-    if fmt.render(conversation) != expected:
+    exact = fmt.render(conversation) == expected
+    if exact and fmt.default_system is not None:  # the default system turn must appear exactly when none is given
+        exact = fmt.render(conversation[1:]) == _render(tokenizer, conversation[1:], True)
+    if not exact:
         fmt.exact = False
         fmt.notes.append("the template renders turns differently depending on their position; TEMPLATE is approximated")
 
@@ -182,15 +206,24 @@ def modelfile(
     template = go_template(fmt, drop_bos=tokenizer.bos_token if add_bos else None)
     lines = [f"FROM ./{gguf_name}"] + ([f"ADAPTER ./{adapter_name}"] if adapter_name else []) + [""]
     lines += [
-        f"# chat template family: {fmt.family}" + ("" if fmt.exact else " (APPROXIMATED: " + "; ".join(fmt.notes) + ")")
+        _comment(
+            f"chat template family: {fmt.family}"
+            + ("" if fmt.exact else " (APPROXIMATED: " + "; ".join(fmt.notes) + ")")
+        )
     ]
     lines += [f'TEMPLATE """{template}"""', ""]
-    if system_prompt:
-        lines += [f'SYSTEM """{_go_literal(system_prompt)}"""', ""]
+    system = system_prompt or fmt.default_system  # Ollama injects SYSTEM when a chat has no system message
+    if system:
+        lines += [f'SYSTEM """{_go_literal(system)}"""', ""]
     lines += [f'PARAMETER stop "{stop}"' for stop in stop_tokens(tokenizer, fmt)]
     lines += [f"PARAMETER {name} {value}" for name, value in SAMPLING.items()]
     lines += [f"PARAMETER num_ctx {num_ctx}"]
     return "\n".join(lines) + "\n", fmt
+
+
+def _comment(text: str) -> str:
+    """One Modelfile comment line: a newline inside it would start a line Ollama parses as an instruction."""
+    return "# " + text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def ollama_commands(name: str, modelfile_path) -> list[str]:

@@ -37,6 +37,12 @@ _LOW_BIT = Bounds(max_logit_diff=None, greedy_tokens=False, min_top1_agreement=0
 #   tiny random Llama:  f32 3.6e-7, f16 3.8e-4, bf16 3.4e-3, q8_0 1.0e-2
 #   pretrained stories260K (hidden 64): f32 2.1e-5, f16 2.4e-2, bf16 0.16, q8_0 0.76 (mean KL 2.3e-3)
 #   SmolLM2-135M through llama.cpp's convert_hf_to_gguf.py: f32 9.1e-5, f16 9.2e-2 (mean KL 1.2e-5)
+#   SmolLM2-135M LoRA fine-tune (examples/intent-json-smollm2, 4 prompts x 24 tokens): f16 0.080 (KL 4.3e-6),
+#     q8_0 1.80 (KL 5.0e-3, greedy identical): transformers reading the q8_0 file's own weights is 1.48 from
+#     the float model (weight rounding) and 1.59 from llama.cpp on that file (its 8-bit activations in q8_0
+#     dot products); the same split for f16 is 0.04 / 0.05, so tensors and metadata are right. The smallest
+#     planted bug in that q8_0 file (rope base 100000 -> 500000) moves logits by 8.8: q8_0's bound is 3.0.
+#     docs/parity-bounds.md has the table (bench/gguf_error_split.py measures the split).
 # Conversion bugs planted in tiny-Llama f32 files move logits by 7e-3 .. 1.4 (rope base, q/k permutation,
 # gate/up swap, rms epsilon, shifted ids, swapped layers): the f32 bound catches every one; the coarser
 # types' bounds sit above their rounding noise on real models, so the planted-bug tests judge f32 files.
@@ -45,7 +51,7 @@ BOUNDS: dict[str, Bounds] = {
     "f32": Bounds(max_logit_diff=1e-3, greedy_tokens=True, near_tie_margin=1e-3),
     "f16": Bounds(max_logit_diff=2.5e-1, greedy_tokens=True, near_tie_margin=1e-2, max_mean_kl=1e-3),
     "bf16": Bounds(max_logit_diff=1.0, greedy_tokens=True, near_tie_margin=5e-2, max_mean_kl=1e-2),
-    "q8_0": Bounds(max_logit_diff=1.0, greedy_tokens=True, near_tie_margin=5e-2, max_mean_kl=1e-2),
+    "q8_0": Bounds(max_logit_diff=3.0, greedy_tokens=True, near_tie_margin=5e-2, max_mean_kl=1e-2),
     "q6_k": _LOW_BIT,
     "q5_k_m": _LOW_BIT,
     "q5_0": _LOW_BIT,
