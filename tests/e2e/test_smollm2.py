@@ -40,7 +40,7 @@ def run(tmp_path_factory) -> RunDir:
         "train.max_steps=24",
         "train.save_steps=24",
         "train.logging_steps=8",
-        "eval.limit=6",
+        "eval.limit=5",
         "eval.max_new_tokens=32",
         "export.verify_prompts=2",
         "export.verify_tokens=16",

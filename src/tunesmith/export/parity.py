@@ -32,7 +32,10 @@ class Bounds:
     max_mean_kl: float | None = None  # mean KL(HF || GGUF) over all positions, in nats
 
 
-_LOW_BIT = Bounds(max_logit_diff=None, greedy_tokens=False, min_top1_agreement=0.8, max_mean_kl=0.1)
+# Low-bit mean KL: correct SmolLM2-135M q4_k_m files measured 0.048 (4 prompts x 24 tokens; 0.042 of it is weight
+# rounding alone) and 0.105 (a 24-step fine-tune, 2 prompts x 16 tokens); bugs planted in the real q4_k_m file
+# measured 0.30 (rms epsilon), 0.69 (two layers' attn_q swapped), 12.1 (ids shifted): the bound is 0.2.
+_LOW_BIT = Bounds(max_logit_diff=None, greedy_tokens=False, min_top1_agreement=0.8, max_mean_kl=0.2)
 # Measured max logit differences over all positions (f32 reference, llama.cpp with an f32 KV cache):
 #   tiny random Llama:  f32 3.6e-7, f16 3.8e-4, bf16 3.4e-3, q8_0 1.0e-2
 #   pretrained stories260K (hidden 64): f32 2.1e-5, f16 2.4e-2, bf16 0.16, q8_0 0.76 (mean KL 2.3e-3)
