@@ -96,7 +96,7 @@ def test_precision_and_defaults_by_device(tmp_path):
         False,
         True,
         False,
-        "adamw_torch_fused",
+        "adamw_torch",
     )
     gpu = ctx_for(config, "cuda", "bf16")
     kwargs = common_training_kwargs(gpu)

@@ -303,8 +303,7 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"] = Field(
         "auto",
-        description="Optimizer; auto: paged_adamw_8bit for QLoRA on CUDA, adamw_torch_fused on CPU and CUDA, "
-        "adamw_torch on MPS and with sharded parameters.",
+        description="Optimizer; auto: paged_adamw_8bit for QLoRA on CUDA, adamw_torch otherwise.",
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."

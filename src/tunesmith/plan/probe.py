@@ -191,7 +191,7 @@ def optimizer_costs(device: str, optimizer: str) -> tuple[float, float]:
 
     def cost(params):
         grads = [torch.randn_like(p) for p in params]
-        # what train.optimizer resolves to (auto: adamw_torch_fused on CPU and CUDA, train/trainer_setup.py)
+        # what train.optimizer resolves to (train/trainer_setup.py optimizer_name)
         kwargs = {"fused": True} if optimizer == "adamw_torch_fused" and device in ("cpu", "cuda") else {}
         opt = torch.optim.AdamW(params, lr=1e-5, **kwargs)
 

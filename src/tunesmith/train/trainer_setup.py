@@ -41,9 +41,10 @@ def optimizer_name(ctx: RunContext) -> str:
         return "adamw_torch"
     if ctx.config.train.mode == "qlora" and ctx.plan.device == "cuda":
         return "paged_adamw_8bit"
-    # torch's fused AdamW: one kernel over all parameters, the same updates (within 3e-8 measured) as the
-    # per-tensor loop that plain adamw_torch runs on CPU, 2.4x faster for LoRA, 8x for a full fine-tune
-    return "adamw_torch_fused" if ctx.plan.device in ("cpu", "cuda") else "adamw_torch"
+    # not adamw_torch_fused: 2.4x faster optimizer steps on CPU in isolation (1-7% of a whole LoRA step), but
+    # with it the DPO learning test reached 0.81 held-out accuracy instead of 1.0 (2026-11-30, not yet
+    # explained); it stays available as train.optimizer: adamw_torch_fused
+    return "adamw_torch"
 
 
 def trainable_parameters(model) -> dict:
