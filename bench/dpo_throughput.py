@@ -27,7 +27,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from sft_throughput import WORDS, CountingCollator, PeakRSS  # noqa: E402
+from sft_throughput import WORDS, CountingCollator, PeakRSS, lora  # noqa: E402
 
 MAX_LENGTH = 256
 LEARNING_RATE = 5e-5
@@ -51,12 +51,6 @@ def make_pairs(n: int, seed: int) -> list[dict]:
             }
         )
     return rows
-
-
-def lora():
-    from peft import LoraConfig
-
-    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 def run_tunesmith(model_dir: Path, train_file: Path, work: Path, args) -> dict:

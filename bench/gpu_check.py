@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -34,7 +32,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TUNESMITH_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 import torch  # noqa: E402
+from sft_throughput import CountingCollator, make_rows  # noqa: E402
 
 # The real shape (GPU) and a tiny one for --dry-run. The model's vocabulary is larger than the tokenizer's in
 # both (as in Qwen2.5, whose embedding has 151,936 rows for 151,665 tokens), so --dry-run exercises that too.
@@ -42,11 +43,6 @@ SHAPES = {
     "qwen2.5-0.5b": dict(hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, tokenizer_vocab=4096),
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=1280, tokenizer_vocab=1024),
 }
-WORDS = (
-    "how do i reset my password account email phone order refund shipping delivery the a to of and is can you "
-    "help me with please thanks error install update python file server network login page data price "
-    "payment card bank transfer book table time pm am tomorrow weather music play set alarm"
-).split()
 
 
 @dataclass
@@ -96,19 +92,6 @@ def make_plan(dry_run: bool, work: str | None) -> Plan:
         plan.work = Path(work)
         plan.work.mkdir(parents=True, exist_ok=True)
     return plan
-
-
-def make_rows(n: int, seed: int) -> list[dict]:
-    """Chats with forum-question-like lengths (log-normal, long tail)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        total = min(int(rng.lognormvariate(math.log(60), 0.6)), 400)
-        q = max(3, total // 3)
-        question = " ".join(rng.choice(WORDS) for _ in range(q)) + "?"
-        answer = " ".join(rng.choice(WORDS) for _ in range(max(2, total - q))) + "."
-        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
-    return rows
 
 
 def build_model(plan: Plan, texts: list[str]) -> Path:
@@ -170,19 +153,6 @@ class Meter:
 
             self.peak_mib = peak_rss_bytes() / 2**20
         self.seconds = time.perf_counter() - self.started
-
-
-class CountingCollator:
-    """Wrap TRL's collator and count the real (non-pad) tokens it hands to the model."""
-
-    def __init__(self, inner):
-        self.inner, self.tokens = inner, 0
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        mask = batch.get("attention_mask")
-        self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-        return batch
 
 
 def tunesmith_sft(plan: Plan, model_dir: Path, train_file: Path, mode: str) -> dict:
@@ -368,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if plan.device == "cuda":
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
-    rows = make_rows(plan.sft_steps * plan.batch + 64, seed=0)
+    rows = make_rows(plan.sft_steps * plan.batch + 64, seed=0, median=60, sigma=0.6, cap=400)
     train_file = plan.work / "train.jsonl"
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     model_dir = build_model(plan, [m["content"] for r in rows[:300] for m in r["messages"]])

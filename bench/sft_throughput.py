@@ -47,12 +47,12 @@ SMOLLM2 = (
 )
 
 
-def make_rows(n: int, seed: int) -> list[dict]:
-    """Chats whose token lengths look like a forum-question set (log-normal, long tail, cut at 256)."""
+def make_rows(n: int, seed: int, median: int = 42, sigma: float = 0.62, cap: int = 230) -> list[dict]:
+    """Chats whose word counts look like a forum-question set (log-normal around `median`, long tail to `cap`)."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        total = min(int(rng.lognormvariate(math.log(42), 0.62)), 230)
+        total = min(int(rng.lognormvariate(math.log(median), sigma)), cap)
         q = max(3, total // 3)
         question = " ".join(rng.choice(WORDS) for _ in range(q)) + "?"
         answer = " ".join(rng.choice(WORDS) for _ in range(max(2, total - q))) + "."
