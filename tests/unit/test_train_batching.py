@@ -169,8 +169,17 @@ def test_tokenized_splits_are_cached_by_content(tiny_qwen2, tmp_path, monkeypatc
     assert len(list((tmp_path / "tokenized").iterdir())) == 2
 
 
+def keep_mask(n: int, p: float) -> torch.Tensor:
+    """A flat bool mask: False at the positions model/dropout.py's drop_positions draws."""
+    from tunesmith.model.dropout import drop_positions
+
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[drop_positions(n, p)] = False
+    return keep
+
+
 def test_fast_dropout_forward_and_backward_equal_the_mask_product():
-    from tunesmith.model.dropout import FastDropout, keep_mask
+    from tunesmith.model.dropout import FastDropout
 
     x = torch.randn(3, 50, 64, requires_grad=True)
     weight = torch.randn(3, 50, 64)
@@ -188,8 +197,6 @@ def test_fast_dropout_forward_and_backward_equal_the_mask_product():
 
 @pytest.mark.parametrize("p", [0.05, 0.2])
 def test_dropout_gaps_are_independent_drops_at_rate_p(p):
-    from tunesmith.model.dropout import keep_mask
-
     torch.manual_seed(1)
     dropped = torch.cat([~keep_mask(50_000, p) for _ in range(20)]).float()
     assert dropped.mean().item() == pytest.approx(p, rel=0.03)

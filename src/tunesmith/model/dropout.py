@@ -56,13 +56,6 @@ def _scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float) -> torch.
     return out
 
 
-def keep_mask(n: int, p: float, device=None) -> torch.Tensor:
-    """A flat bool mask of n elements, each False with probability p independently."""
-    keep = torch.ones(n, dtype=torch.bool, device=device)
-    keep[drop_positions(n, p, device)] = False
-    return keep
-
-
 def drop_positions(n: int, p: float, device=None) -> torch.Tensor:
     """Sorted flat positions in [0, n), each present with probability p independently (from Geometric gaps)."""
     expected = n * p
