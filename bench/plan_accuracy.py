@@ -16,7 +16,7 @@ machine.
 Models are `tiny:llama` built locally at ~10M and ~100M parameters; data are chat rows of log-normal length
 (mean ~150 tokens, long tail past 512), and for DPO TRL's conversational prompt / chosen / rejected rows.
 
-    python bench/plan_accuracy.py [--only NAME ...] [--steps-small 6] [--steps-large 3] [--max-load 2.5] [--cpu-clock]
+    python bench/plan_accuracy.py [--only NAME ...] [--steps-small 6] [--steps-large 3] [--max-load 2.5] [--cpu-clock] [--lean]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def pair_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def configs(data: Path, out: Path, steps_small: int, steps_large: int) -> dict[str, dict]:
+def configs(data: Path, out: Path, steps_small: int, steps_large: int, lean: bool) -> dict[str, dict]:
     def sft(name, shape, mode, max_length, steps, **train):
         return {
             "run": {"name": name, "output_dir": str(out), "seed": 0, "overwrite": True},
@@ -98,6 +98,7 @@ def configs(data: Path, out: Path, steps_small: int, steps_large: int) -> dict[s
                 "grad_accum": 1,
                 "logging_steps": 1,
                 "save_steps": 10**6,
+                "lean_memory": lean,
                 **train,
             },
             "tracking": {"report_to": ["none"]},
@@ -206,6 +207,11 @@ def main() -> None:
         action="store_true",
         help="One thread, CPU seconds for probes and steps (= wall seconds on an idle core; load-proof).",
     )
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="train.lean_memory on: freed memory back to the OS at once, so the peak RSS is the live tensors planned.",
+    )
     args = parser.parse_args()
     if args.child:
         return child(args.child)
@@ -214,7 +220,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="plan_bench_"))
     (work / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chat_rows(400, seed=0)))
     (work / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pair_rows(300, seed=0)))
-    chosen = configs(work, work / "runs", args.steps_small, args.steps_large)
+    chosen = configs(work, work / "runs", args.steps_small, args.steps_large, args.lean)
     print(
         "| config | predicted peak MiB | measured peak RSS MiB | error | predicted s/step | measured s/step | error "
         "| load before/after |"

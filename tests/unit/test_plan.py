@@ -271,3 +271,22 @@ def test_calibration_runs_with_the_thread_count_training_uses(tmp_path):
         torch.set_num_threads(threads)
     assert other.calibration["threads"] != threads and not other.calibration["cached"]
     assert make_plan(config, device="cpu").calibration["cached"]
+
+
+@pytest.mark.parametrize("n", [400, 37, 5000])
+def test_padded_batches_are_drawn_as_transformers_groups_them(n, monkeypatch):
+    import random
+
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from tunesmith.plan.workload import length_grouped
+
+    rng = random.Random(n)
+    lengths = [rng.randint(5, 512) for _ in range(n)]
+    order = list(range(n))
+    rng.shuffle(order)
+    monkeypatch.setattr(torch, "randperm", lambda *a, **k: torch.tensor(order))
+    assert length_grouped(order, lengths, 8) == get_length_grouped_indices(lengths, 8)
+    # planted: the whole epoch sorted longest first (what the plan did before) is not the sampler's order
+    assert sorted(order, key=lambda i: -lengths[i]) != get_length_grouped_indices(lengths, 8)

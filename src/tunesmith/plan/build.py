@@ -165,6 +165,7 @@ def make_setup(config: Config, device: str, precision: str, shape: ModelShape) -
         weights_dtype=dtype,
         beta=config.grpo.beta if config.method == "grpo" else 0.0,
         precompute_reference=config.preference.precompute_reference,
+        lean_memory=config.train.lean_memory and device == "cpu",
     )
 
 
@@ -294,6 +295,11 @@ def assumptions(plan: Plan, overhead_note: str) -> list[str]:
         f"precision {s.precision}, optimizer {s.optimizer}, activation checkpointing {'on' if s.checkpointing else 'off'}",
         f"framework overhead: {overhead_note}",
     ]
+    if plan.device == "cpu" and not s.lean_memory:
+        out.append(
+            "CPU: the peak is the live tensors; glibc's heap keeps freed tensor memory for reuse, so the process's "
+            "peak RSS can be higher (measured 4-65% above, docs/plan.md); train.lean_memory: true makes this the peak"
+        )
     if plan.method == "grpo":
         out.append(
             f"GRPO: every completion runs to grpo.max_completion_length ({w.completion_length}) tokens (an untrained model rarely stops early)"

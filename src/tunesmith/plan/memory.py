@@ -49,6 +49,7 @@ class Setup:
     weights_dtype: str | None = None  # model.dtype when set explicitly
     beta: float = 0.0  # GRPO KL weight (> 0 keeps a reference model)
     precompute_reference: bool = False  # DPO/KTO: reference log-probs computed once before training
+    lean_memory: bool = False  # CPU: freed tensor memory returned to the OS at once (plan/measure.py)
 
 
 @dataclass

@@ -79,7 +79,10 @@ def calibrate(hf_config, run_config, shape, setup, workload, use_cache: bool = T
 
 def measure(hf_config, run_config, shape, setup, workload, threads: int) -> Calibration:
     from tunesmith.plan import probe
+    from tunesmith.plan.measure import return_freed_memory_at_once
 
+    if setup.lean_memory:  # probe with the allocator the run trains with (for the rest of this process)
+        return_freed_memory_at_once()
     started = time.perf_counter()
     cal = Calibration(setup.device, setup.precision, threads)
     lengths = workload.typical_lengths

@@ -58,7 +58,12 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
     micro = steps * t.grad_accum
     share = sum(trained) / max(1, len(trained))
     batches = draw_batches(
-        len(lengths), t.batch_size, micro, config.run.seed, lengths if batching == "padded" else None
+        len(lengths),
+        t.batch_size,
+        micro,
+        config.run.seed,
+        lengths if batching == "padded" else None,
+        group_size=t.batch_size * t.grad_accum,
     )
     real = [sum(lengths[i] for i in b) for b in batches]
     computed = [len(b) * max(lengths[i] for i in b) for b in batches] if batching == "padded" else real
@@ -97,12 +102,14 @@ def trained_at(trained: list[float], i: int) -> float:
 
 
 def draw_batches(
-    n: int, batch_size: int, count: int, seed: int, group_lengths: list[int] | None = None
+    n: int, batch_size: int, count: int, seed: int, group_lengths: list[int] | None = None, group_size: int = 0
 ) -> list[list[int]]:
     """`count` micro-batches of example indices, a fresh seeded shuffle per epoch (the last short batch kept).
 
-    With `group_lengths` (padded batching), each epoch's order is grouped by length with the longest batch
-    first, as transformers' LengthGroupedSampler does.
+    With `group_lengths` (padded batching), each epoch's order is grouped by length as transformers'
+    LengthGroupedSampler (trainer_pt_utils.get_length_grouped_indices) does it for `group_size` (batch size x
+    grad_accum): the shuffled order cut into mega-batches of min(n // (4 x group_size), 50) groups, each sorted
+    longest first, and the longest example of all moved to the front.
     """
     rng = random.Random(seed)
     batches: list[list[int]] = []
@@ -110,9 +117,18 @@ def draw_batches(
         order = list(range(n))
         rng.shuffle(order)
         if group_lengths is not None:
-            order.sort(key=lambda i: -group_lengths[i])
+            order = length_grouped(order, group_lengths, group_size or batch_size)
         batches += [order[k : k + batch_size] for k in range(0, n, batch_size)]
     return batches[:count]
+
+
+def length_grouped(order: list[int], lengths: list[int], group_size: int) -> list[int]:
+    """`order` as LengthGroupedSampler arranges a shuffled order (see draw_batches)."""
+    size = max(1, min(len(order) // (group_size * 4), 50)) * group_size
+    mega = [sorted(order[k : k + size], key=lambda i: -lengths[i]) for k in range(0, len(order), size)]
+    longest = max(range(len(mega)), key=lambda m: lengths[mega[m][0]])
+    mega[0][0], mega[longest][0] = mega[longest][0], mega[0][0]
+    return [i for m in mega for i in m]
 
 
 def grpo_workload(prompt_lengths: list[int], config) -> Workload:

@@ -40,7 +40,7 @@ def train(
     (tunesmith/plan): a run that will not fit is refused before anything loads, unless `force`.
     """
     from tunesmith.plan.guard import check_plan, record_plan
-    from tunesmith.plan.measure import release_freed_tensors_on_cpu
+    from tunesmith.plan.measure import return_freed_memory_at_once
     from tunesmith.run_lock import release_all
 
     config = load(config_or_path, overrides)
@@ -49,8 +49,8 @@ def train(
     # a --smoke run is a handful of examples for a few steps, there to test the config in seconds: the fit
     # check is for the real run (`tunesmith plan --smoke` still plans a smoke run on request)
     plan = None if smoke else check_plan(config, force=force)
-    if plan is not None and plan.device == "cpu":
-        release_freed_tensors_on_cpu()
+    if plan is not None and plan.setup.lean_memory:
+        return_freed_memory_at_once()
     try:
         result = run_method(method_for(config.method), config, resume)
     finally:
