@@ -69,8 +69,11 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
     computed = [len(b) * max(lengths[i] for i in b) for b in batches] if batching == "padded" else real
     peak = max(range(len(batches)), key=lambda k: computed[k])
     peak_batch = batches[peak]
-    mean = sum(computed) / len(computed)
-    typical = min(range(len(batches)), key=lambda k: abs(computed[k] - mean))
+    # the typical step leaves out the first: padded batching puts the longest batch there on purpose (to fail
+    # early), which a short run's mean would follow; training's measured seconds per step leave it out too
+    rest = range(t.grad_accum, len(batches)) if len(batches) > t.grad_accum else range(len(batches))
+    mean = sum(computed[k] for k in rest) / len(rest)
+    typical = min(rest, key=lambda k: abs(computed[k] - mean))
 
     def logit_positions(k: int) -> int:
         # the padded path computes logits for every position; the padding-free path only at trained ones
