@@ -308,8 +308,8 @@ class TrainConfig(Section):
     lean_memory: bool = Field(
         False,
         description="CPU on Linux: give freed tensor memory back to the OS at once, so the peak RSS is the live "
-        "tensors that `tunesmith plan` predicts; steps ran 1.2-2x slower here (docs/plan.md). Off: glibc's heap "
-        "keeps freed memory for reuse (peak RSS measured 4-65% above the plan's peak).",
+        "tensors that `tunesmith plan` predicts; steps ran 1.1-1.7x slower here (docs/plan.md). Off: glibc's heap "
+        "keeps freed memory for reuse (peak RSS measured 3-74% above the plan's peak).",
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU and MPS."

@@ -28,8 +28,8 @@ def return_freed_memory_at_once() -> bool:
     108M LoRA run at 1,024 tokens was 4,442 MiB with glibc's default and 2,918 MiB with a fixed 1 MiB
     threshold, against 2,688 MiB of live tensors planned. A fixed threshold makes the peak the live tensors,
     which is what `tunesmith plan` predicts, at a price: every tensor above the threshold is a fresh mapping
-    whose pages fault in when written. Steps measured 1.5x slower on that run, and 1.4x slower on the SFT
-    benchmark's 8M LoRA (bench/sft_throughput.py), hence off by default. Returns whether it took effect.
+    whose pages fault in when written: steps ran 1.1-1.7x slower (docs/plan.md), hence off by default.
+    Returns whether it took effect.
     """
     if not sys.platform.startswith("linux"):
         return False
