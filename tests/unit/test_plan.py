@@ -290,3 +290,17 @@ def test_padded_batches_are_drawn_as_transformers_groups_them(n, monkeypatch):
     assert length_grouped(order, lengths, 8) == get_length_grouped_indices(lengths, 8)
     # planted: the whole epoch sorted longest first (what the plan did before) is not the sampler's order
     assert sorted(order, key=lambda i: -lengths[i]) != get_length_grouped_indices(lengths, 8)
+
+
+def test_durations_keep_their_digits():
+    from tunesmith.plan.report import duration
+
+    # planted: a 30 ms step printed as "0.0 s" (what the quickstart's plan showed)
+    assert [duration(x) for x in (0.03, 0.5, 12.34, 600, 9000, None)] == [
+        "30 ms",
+        "500 ms",
+        "12.3 s",
+        "10.0 min",
+        "2.5 h",
+        "n/a",
+    ]

@@ -12,6 +12,8 @@ def size(n: float) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
