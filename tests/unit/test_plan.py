@@ -274,22 +274,25 @@ def test_calibration_runs_with_the_thread_count_training_uses(tmp_path):
 
 
 @pytest.mark.parametrize("n", [400, 37, 5000])
-def test_padded_batches_are_drawn_as_transformers_groups_them(n, monkeypatch):
+def test_padded_batches_are_drawn_as_transformers_groups_them(n):
     import random
 
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from tunesmith.plan.workload import length_grouped
+    from tunesmith.plan.workload import draw_batches
 
     rng = random.Random(n)
     lengths = [rng.randint(5, 512) for _ in range(n)]
-    order = list(range(n))
-    rng.shuffle(order)
-    monkeypatch.setattr(torch, "randperm", lambda *a, **k: torch.tensor(order))
-    assert length_grouped(order, lengths, 8) == get_length_grouped_indices(lengths, 8)
-    # planted: the whole epoch sorted longest first (what the plan did before) is not the sampler's order
-    assert sorted(order, key=lambda i: -lengths[i]) != get_length_grouped_indices(lengths, 8)
+    count = min(6, n // 8)  # within the first epoch
+    drawn = draw_batches(n, 8, count, seed=3, group_lengths=lengths)
+    order = get_length_grouped_indices(lengths, 8, generator=torch.Generator().manual_seed(3))
+    assert drawn == [order[k : k + 8] for k in range(0, 8 * count, 8)]
+    assert max(lengths) in [lengths[i] for i in drawn[0]]  # the longest example first, to fail early
+    # planted: the whole epoch sorted longest first (what the plan did before) draws other batches
+    whole_epoch = sorted(range(n), key=lambda i: -lengths[i])
+    if n > 8 * 4:  # below that the sampler's one mega-batch is the whole epoch
+        assert drawn != [whole_epoch[k : k + 8] for k in range(0, 8 * count, 8)]
 
 
 def test_durations_keep_their_digits():

@@ -109,29 +109,31 @@ def draw_batches(
 ) -> list[list[int]]:
     """`count` micro-batches of example indices, a fresh seeded shuffle per epoch (the last short batch kept).
 
-    With `group_lengths` (padded batching), each epoch's order is grouped by length as transformers'
-    LengthGroupedSampler (trainer_pt_utils.get_length_grouped_indices) does it for `group_size` (batch size x
-    grad_accum): the shuffled order cut into mega-batches of min(n // (4 x group_size), 50) groups, each sorted
-    longest first, and the longest example of all moved to the front.
+    With `group_lengths` (padded batching), each epoch's order comes from transformers' own
+    `get_length_grouped_indices`, which LengthGroupedSampler uses for `group_size` (batch size x grad_accum):
+    mega-batches of up to 50 groups, each sorted longest first, the longest example of all at the front.
     """
     rng = random.Random(seed)
+    grouped = _length_grouped_orders(group_lengths, group_size or batch_size, seed) if group_lengths else None
     batches: list[list[int]] = []
     while len(batches) < count:
-        order = list(range(n))
-        rng.shuffle(order)
-        if group_lengths is not None:
-            order = length_grouped(order, group_lengths, group_size or batch_size)
+        if grouped is not None:
+            order = next(grouped)
+        else:
+            order = list(range(n))
+            rng.shuffle(order)
         batches += [order[k : k + batch_size] for k in range(0, n, batch_size)]
     return batches[:count]
 
 
-def length_grouped(order: list[int], lengths: list[int], group_size: int) -> list[int]:
-    """`order` as LengthGroupedSampler arranges a shuffled order (see draw_batches)."""
-    size = max(1, min(len(order) // (group_size * 4), 50)) * group_size
-    mega = [sorted(order[k : k + size], key=lambda i: -lengths[i]) for k in range(0, len(order), size)]
-    longest = max(range(len(mega)), key=lambda m: lengths[mega[m][0]])
-    mega[0][0], mega[longest][0] = mega[longest][0], mega[0][0]
-    return [i for m in mega for i in m]
+def _length_grouped_orders(lengths: list[int], group_size: int, seed: int):
+    """One length-grouped order per epoch, drawn as the Trainer's sampler draws them (seeded here)."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield get_length_grouped_indices(lengths, group_size, generator=generator)
 
 
 def grpo_workload(prompt_lengths: list[int], config) -> Workload:
