@@ -154,6 +154,60 @@ def test_restart_instead_of_resume_is_caught(tmp_path, monkeypatch):
     ]
 
 
+def crash_then_resume(config_file: Path, monkeypatch, crash_after_calls: int) -> None:
+    """Train until the planted crash (a training loss call past `crash_after_calls`), then resume to the end."""
+    from tunesmith.config import load_config
+    from tunesmith.train import sft
+    from tunesmith.train.api import train
+
+    original, calls = sft.TokenCountingTrainer.compute_loss, []
+
+    def crash(self, model, inputs, **kwargs):
+        calls.append(model.training)
+        if sum(calls) > crash_after_calls:
+            raise RuntimeError("planted crash")
+        return original(self, model, inputs, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sft.TokenCountingTrainer, "compute_loss", crash)
+        with pytest.raises(RuntimeError, match="planted crash"):
+            train(load_config(config_file))
+    train(load_config(config_file), resume=True)
+
+
+def test_padded_run_resumed_in_its_second_epoch_sees_the_same_batches(tmp_path, monkeypatch):
+    """Padded batches are grouped by length in an order seeded by data_seed + epoch (train/sampling.py). A run
+    stopped at step 10 and resumed from step 9 (second epoch: about 7 steps of 8 examples each) ends with the
+    losses of an uninterrupted run. Planted: a sampler seeded once, whose second epoch follows from the first's
+    draws; the resumed process then replays the first epoch's order and the losses part."""
+    from tunesmith.config import load_config
+    from tunesmith.train.api import train
+    from tunesmith.train.sampling import SeededLengthGroupedSampler
+
+    def run_pair(tag: str) -> tuple[list[float], list[float]]:
+        settings = dict(batching="padded", max_steps=12, save_steps=9)
+        whole = write_config(tmp_path, name=f"whole{tag}", **settings)
+        train(load_config(whole))
+        stopped = write_config(tmp_path, name=f"stopped{tag}", **settings)
+        crash_then_resume(stopped, monkeypatch, crash_after_calls=18)  # grad_accum 2: calls 19-20 are step 10
+        assert resume_problems(tmp_path / "runs" / f"stopped{tag}", checkpoint_step=9) == []
+        return losses(tmp_path / "runs" / f"whole{tag}"), losses(tmp_path / "runs" / f"stopped{tag}")
+
+    whole, resumed = run_pair("")
+    assert len(whole) == 12 and resumed == pytest.approx(whole, abs=1e-6)
+
+    def seeded_once(self):
+        if not hasattr(self, "once"):
+            self.once = torch.Generator().manual_seed(self.seed)
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=self.once))
+
+    monkeypatch.setattr(SeededLengthGroupedSampler, "__iter__", seeded_once)
+    whole, resumed = run_pair("-planted")
+    assert resumed[:9] == pytest.approx(whole[:9], abs=1e-6) and resumed[9:] != pytest.approx(whole[9:], abs=1e-6)
+
+
 PLAIN_LOAD = """
 import sys
 from peft import PeftModel

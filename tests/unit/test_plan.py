@@ -307,3 +307,63 @@ def test_durations_keep_their_digits():
         "2.5 h",
         "n/a",
     ]
+
+
+def trained_tokens_per_step(run_dir: Path) -> list[int]:
+    """Real tokens of each optimizer step, from the run's cumulative token count (metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    seen = [r["tokens"] for r in rows if "tokens" in r and "loss" in r]
+    return [b - a for a, b in zip([0, *seen], seen)]
+
+
+@pytest.mark.parametrize("batching", ["padding_free", "padded"])
+def test_the_plan_draws_the_batches_training_runs(tmp_path, batching):
+    """Over two epochs (60 examples, batch 4: 15 steps each), the plan's micro-batches hold exactly the real tokens
+    of each step `tunesmith train` ran: the time is the mean over the batches the run times, not a guess."""
+    import random
+
+    import torch
+
+    from tunesmith.plan.build import read_inputs
+    from tunesmith.plan.workload import draw_batches
+    from tunesmith.train.api import train
+
+    data = config_dict(tmp_path)
+    data["train"].update(max_steps=20, logging_steps=1, batching=batching, grad_accum=1)
+    config = load_config(data=data)
+    result = train(config)
+    measured = trained_tokens_per_step(result.run_dir)
+    lengths = [min(n, config.data.max_length) for n in read_inputs(config).lengths]
+    grouped = lengths if batching == "padded" else None
+
+    def tokens(batches):
+        return [sum(lengths[i] for i in b) for b in batches]
+
+    assert len(measured) == 20
+    assert tokens(draw_batches(len(lengths), 4, 20, seed=0, group_lengths=grouped, group_size=4)) == measured
+    # planted: python's shuffle (what the plan drew before) and the first epoch's order again in the second
+    order = list(range(len(lengths)))
+    random.Random(0).shuffle(order)
+    assert tokens([order[k : k + 4] for k in range(0, 80, 4)][:20]) != measured
+    if batching == "padding_free":
+        first = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
+        same_each_epoch = [first[k : k + 4] for k in range(0, 60, 4)] * 2
+        assert tokens(same_each_epoch[:20]) != measured
+
+
+def test_grpo_prompts_per_step_are_trls_repeat_sampler():
+    """The prompts of each GRPO step, as TRL's RepeatSampler yields them (groups of num_generations, one generator
+    across epochs, the short last chunk dropped), over three passes of 10 prompts at 3 prompts per step."""
+    from trl.trainer.utils import RepeatSampler
+
+    from tunesmith.plan.workload import prompt_chunks
+
+    sampler = RepeatSampler(list(range(10)), mini_repeat_count=4, batch_size=3, repeat_count=1, seed=7)
+    trl = []
+    for _ in range(3):
+        drawn = list(sampler)
+        trl += [drawn[k : k + 12 : 4] for k in range(0, len(drawn), 12)]
+    assert prompt_chunks(10, 3, 9, seed=7) == trl
+    # planted: a generator seeded afresh each pass repeats the first pass's prompts
+    fresh = [c for _ in range(3) for c in prompt_chunks(10, 3, 3, seed=7)]
+    assert fresh != trl

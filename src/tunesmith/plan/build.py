@@ -187,6 +187,8 @@ def make_workload(config: Config, inputs: Inputs, setup: Setup) -> Workload:
     if config.method in PAIRED_METHODS:  # a chosen and a rejected sequence per example
         workload.typical_lengths = [n for n in workload.typical_lengths for _ in (0, 1)]
         workload.typical_trained *= 2
+        for name in ("timed_tokens", "timed_examples", "timed_square", "timed_trained"):
+            setattr(workload, name, 2 * getattr(workload, name))
     return workload
 
 

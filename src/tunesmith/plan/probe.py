@@ -26,10 +26,9 @@ def clock() -> float:
     return time.process_time() if os.environ.get(CLOCK_ENV) == "cpu" else time.perf_counter()
 
 
-def timed(fn, device: str, min_seconds: float = 0.05, max_reps: int = 20) -> float:
-    """Median seconds of fn() after one warm-up call (median: robust to other processes on the machine)."""
-    fn()
-    sync(device)
+def timed(fn, device: str, min_seconds: float = 0.15, max_reps: int = 20) -> float:
+    """Median seconds of fn() after a warm-up (median: robust to other processes on the machine)."""
+    warm_up(lambda: fn(), device)
     times: list[float] = []
     while len(times) < 3 or (sum(times) < min_seconds and len(times) < max_reps):
         t0 = clock()
@@ -37,6 +36,17 @@ def timed(fn, device: str, min_seconds: float = 0.05, max_reps: int = 20) -> flo
         sync(device)
         times.append(clock() - t0)
     return sorted(times)[len(times) // 2]
+
+
+def warm_up(fn, device: str, seconds: float = 0.1, most: int = 5) -> None:
+    """Run fn() once, and again while under `seconds` (up to `most` times): the first calls of a process pay
+    for kernel selection and for the allocator's heap growing to the step's size, which training pays once."""
+    started = clock()
+    for _ in range(most):
+        fn()
+        sync(device)
+        if clock() - started > seconds:
+            break
 
 
 def sync(device: str) -> None:
@@ -126,25 +136,76 @@ def layer_times(hf_config, run_config, setup, lengths: list[int]) -> dict:
     import torch
 
     batch = probe_batch(lengths, setup.batching, setup.device)
-    out = {}
-    for layers in (0, 1):
-        model = probe_model(hf_config, layers, run_config, setup)
+    models = [probe_model(hf_config, layers, run_config, setup) for layers in (0, 1)]
 
-        def step():
-            model(**batch, use_cache=False, logits_to_keep=1).logits.float().sum().backward()
-            model.zero_grad(set_to_none=True)
+    def step(model):
+        model(**batch, use_cache=False, logits_to_keep=1).logits.float().sum().backward()
+        model.zero_grad(set_to_none=True)
 
-        def forward():
-            with torch.no_grad():
-                model(**batch, use_cache=False, logits_to_keep=1)
+    def forward(model):
+        with torch.no_grad():
+            model(**batch, use_cache=False, logits_to_keep=1)
 
-        out[layers] = (timed(step, setup.device), timed(forward, setup.device))
+    train, ahead = paired_times(step, models, setup.device), paired_times(forward, models, setup.device)
     return {
-        "layer_train_s": max(0.0, out[1][0] - out[0][0]),
-        "layer_forward_s": max(0.0, out[1][1] - out[0][1]),
-        "around_layers_s": out[0][0],
-        "around_layers_forward_s": out[0][1],
+        "layer_train_s": train[1],
+        "layer_forward_s": ahead[1],
+        "around_layers_s": train[0],
+        "around_layers_forward_s": ahead[0],
     }
+
+
+def paired_times(fn, models, device: str, min_seconds: float = 0.15, max_pairs: int = 15) -> tuple[float, float]:
+    """(median seconds of fn(models[0]), median of fn(models[1]) - fn(models[0])), timed in alternation: a
+    slow spell of the machine then hits both sides of a difference instead of one (one layer is the
+    difference of two models)."""
+    warm_up(lambda: [fn(model) for model in models], device)
+    bare, diffs = [], []
+    while len(diffs) < 3 or (sum(bare) + sum(diffs) < min_seconds and len(diffs) < max_pairs):
+        times = []
+        for model in models:
+            t0 = clock()
+            fn(model)
+            sync(device)
+            times.append(clock() - t0)
+        bare.append(times[0])
+        diffs.append(times[1] - times[0])
+    return sorted(bare)[len(bare) // 2], max(0.0, sorted(diffs)[len(diffs) // 2])
+
+
+def attention_time(hf_config, setup, rows: list[int]) -> float:
+    """Seconds of one layer's attention, forward + backward, over sequences of these lengths, as training runs
+    it: causal SDPA per example on a packed row (padding-free), or one masked SDPA over rows of one length
+    (padded). The run's heads, key/value heads, head size and dtype."""
+    import torch
+
+    from tunesmith.train.varlen_attention import varlen_sdpa_attention
+
+    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    heads = text.num_attention_heads
+    kv = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision, torch.float32)
+    dev = setup.device
+    padded = setup.batching == "padded"
+    batch, n = (len(rows), max(rows)) if padded else (1, sum(rows))
+
+    def tensor(h):
+        return torch.randn(batch, h, n, head_dim, device=dev, dtype=dtype, requires_grad=True)
+
+    q, k, v = tensor(heads), tensor(kv), tensor(kv)
+    bounds = torch.tensor([0, *torch.tensor(rows).cumsum(0).tolist()], device=dev)
+    mask = torch.ones(n, n, dtype=torch.bool, device=dev).tril()
+
+    def step():
+        if padded:
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv != heads)
+        else:
+            out = varlen_sdpa_attention(None, q, k, v, None, cu_seq_lens_q=bounds)[0]
+        out.sum().backward()
+        q.grad = k.grad = v.grad = None
+
+    return timed(step, dev)
 
 
 def head_times(shape, setup, rows: int, trained: int) -> tuple[float, float]:
@@ -183,6 +244,36 @@ def head_times(shape, setup, rows: int, trained: int) -> tuple[float, float]:
     return timed(step, dev), timed(forward, dev)
 
 
+def grpo_head_times(shape, setup, positions: int) -> tuple[float, float] | None:
+    """GRPO's output layer as TRL runs it: its fused LM head (`add_fused_lm_head`), log-probabilities and entropy
+    computed in vocabulary tiles without the full logits, timed with TRL's own autograd function at `positions`
+    (every position of the batch off Triton devices). None when this TRL has no such function."""
+    import torch
+
+    try:
+        from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+        from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE as chunk
+    except ImportError:
+        return None
+    dev, n = setup.device, max(1, positions)
+    weight = torch.randn(shape.vocab, shape.hidden, device=dev) * 0.02  # TRL casts the head to fp32 by default
+    hidden = torch.randn(n, shape.hidden, device=dev, requires_grad=True)
+    targets = torch.randint(0, shape.vocab, (n,), device=dev)
+
+    def run():
+        return ChunkedLogProbFunction.apply(hidden, weight, None, targets, 1.0, chunk, None, 1.0, ("entropy",))
+
+    def step():
+        run()[0].sum().backward()
+        hidden.grad = None
+
+    def forward():
+        with torch.no_grad():
+            run()
+
+    return timed(step, dev), timed(forward, dev)
+
+
 def optimizer_costs(device: str, optimizer: str) -> tuple[float, float]:
     """(seconds per parameter, per tensor) of what the Trainer does after backward: clip the gradient norm,
     the optimizer step, zero the gradients. Timed on one tensor larger than the cache and on many small ones
@@ -216,13 +307,14 @@ def optimizer_costs(device: str, optimizer: str) -> tuple[float, float]:
 def decode_times(hf_config, run_config, setup, sequences: int, context: int) -> tuple[float, float]:
     """(seconds of one decoder layer, of the model around the layers) for one generation step of `sequences`
     completions at once with a KV cache of `context` positions: forward only, with the run's adapters (GRPO
-    generates with the model it trains: at a few rows per matmul the adapters' extra small ops count)."""
+    generates with the model it trains: at a few rows per matmul the adapters' extra small ops count), in
+    training mode as TRL leaves the model while it generates (the adapters' dropout runs)."""
     import torch
     from transformers import DynamicCache
 
     out = []
     for layers in (0, 1):
-        model = probe_model(hf_config, layers, run_config, setup).eval()
+        model = probe_model(hf_config, layers, run_config, setup)
         model.config.use_cache = True
         ids = torch.randint(3, PROBE_VOCAB, (sequences, max(1, context)), device=setup.device)
         cache = DynamicCache(config=probe_config(hf_config, layers))

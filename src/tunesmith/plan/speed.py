@@ -33,6 +33,8 @@ class Calibration:
     around_layers_forward_s: float = 0.0
     head_s: float = 0.0  # output layer + loss at the typical trained positions (+ a full run's embedding gradient)
     head_forward_s: float = 0.0
+    attention_call_s: float = 0.0  # one layer's attention per sequence (forward + backward) ...
+    attention_square_s: float = 0.0  # ... and per squared token of it: what moves the layer from batch to batch
     optimizer_s_per_param: float = 0.0  # clip + AdamW step + zero_grad
     optimizer_s_per_tensor: float = 0.0
     dequant_s_per_weight: float = 0.0  # QLoRA: one NF4 dequantization
@@ -59,6 +61,7 @@ def calibrate(hf_config, run_config, shape, setup, workload, use_cache: bool = T
             workload.typical_lengths,
             workload.typical_trained,
             workload.generations,
+            workload.timed_longest,
             os.environ.get(CLOCK_ENV, "wall"),
         ],
         sort_keys=True,
@@ -90,9 +93,16 @@ def measure(hf_config, run_config, shape, setup, workload, threads: int) -> Cali
     for name, value in probe.layer_times(hf_config, run_config, setup, lengths).items():
         setattr(cal, name, value)
     cal.head_s, cal.head_forward_s = probe.head_times(shape, setup, rows, workload.typical_trained)
+    cal.attention_call_s, cal.attention_square_s = attention_costs(hf_config, setup, workload)
     cal.optimizer_s_per_param, cal.optimizer_s_per_tensor = probe.optimizer_costs(setup.device, setup.optimizer)
     cal.dequant_s_per_weight = _dequant_time(setup.device) if setup.mode == "qlora" else 0.0
     if workload.generations:
+        # every position off Triton devices (TRL scores only the completions' with its Triton kernel)
+        positions = workload.typical_trained if setup.device == "cuda" else rows - len(lengths)
+        cal.head_s, cal.head_forward_s = probe.grpo_head_times(shape, setup, positions) or (
+            cal.head_s,
+            cal.head_forward_s,
+        )
         g = workload.generations
         context = max(workload.typical_lengths) - workload.completion_length // 2  # the cache at mid-completion
         cal.decode_layer_s, cal.decode_around_s = probe.decode_times(hf_config, run_config, setup, g, context)
@@ -101,6 +111,49 @@ def measure(hf_config, run_config, shape, setup, workload, threads: int) -> Cali
         cal.generate_token_s = probe.generate_step_time(hf_config, setup, g, prompt)
     cal.seconds = time.perf_counter() - started
     return cal
+
+
+def attention_costs(hf_config, setup, workload) -> tuple[float, float]:
+    """(seconds per sequence, per squared token) of a layer's attention: t = calls x c0 + sum(length^2) x c2,
+    solved from the typical micro-batch and one sequence of the longest timed length (the two differ most in
+    how their work splits between calls and squared lengths)."""
+    from tunesmith.plan import probe
+
+    rows = typical_rows(workload, setup)
+    square, calls = sum(n * n for n in rows), len(rows)
+    typical = probe.attention_time(hf_config, setup, rows)
+    longest = max(rows + [workload.timed_longest])
+    if longest * longest * calls - square < 0.05 * square:  # every sequence about as long: one unknown
+        return 0.0, typical / max(1, square)
+    alone = probe.attention_time(hf_config, setup, [longest])
+    c2 = (typical - calls * alone) / (square - calls * longest * longest)
+    c0 = alone - c2 * longest * longest
+    if c2 < 0 or c0 < 0:  # probe noise: keep the larger term only
+        return (typical / calls, 0.0) if c2 < 0 else (0.0, typical / square)
+    return c0, c2
+
+
+def typical_rows(workload, setup) -> list[int]:
+    """The sequence lengths attention sees in the typical micro-batch (padded: every row at the longest)."""
+    lengths = workload.typical_lengths
+    return [max(lengths)] * len(lengths) if setup.batching == "padded" else list(lengths)
+
+
+def batch_scales(workload, setup, cal) -> tuple[float, float, float]:
+    """(layer, around, head) factors from the typical micro-batch, which the probes time, to the mean of the
+    micro-batches the run times: attention moves with calls and squared lengths, the rest of the layer and
+    the model around it with positions, the output layer with trained positions."""
+    w = workload
+    rows = typical_rows(w, setup)
+    if not w.timed_tokens or not rows:
+        return 1.0, 1.0, 1.0
+    tokens = sum(rows)
+    attention = cal.attention_call_s * len(rows) + cal.attention_square_s * sum(n * n for n in rows)
+    rest = max(0.0, cal.layer_train_s - attention)
+    mean = rest * w.timed_tokens / tokens + cal.attention_call_s * w.timed_examples
+    mean += cal.attention_square_s * w.timed_square
+    layer = mean / cal.layer_train_s if cal.layer_train_s > 0 else 1.0
+    return layer, w.timed_tokens / tokens, w.timed_trained / max(1, w.typical_trained)
 
 
 def _frozen(setup):
@@ -157,7 +210,8 @@ def step_time(shape, setup, workload, cal: Calibration) -> dict:
     from tunesmith.plan.memory import REFERENCE_METHODS
 
     accum = micro_batches_per_step(workload)
-    layers = shape.layers * cal.layer_train_s
+    layer_scale, around_scale, head_scale = batch_scales(workload, setup, cal)
+    layers = shape.layers * cal.layer_train_s * layer_scale
     dequant = (
         shape.linear_weights * cal.dequant_s_per_weight * (2 + (1 if setup.checkpointing else 0))
         if setup.mode == "qlora"
@@ -166,15 +220,19 @@ def step_time(shape, setup, workload, cal: Calibration) -> dict:
     trainable = shape.params if setup.mode == "full" else setup.lora_params
     parts = {
         "decoder layers": accum * layers,
-        "embedding, norms, masks": accum * cal.around_layers_s,
-        "output layer and loss": accum * cal.head_s,
+        "embedding, norms, masks": accum * cal.around_layers_s * around_scale,
+        "output layer and loss": accum * cal.head_s * head_scale,
         "4-bit dequantization": accum * dequant,
         "optimizer": trainable * cal.optimizer_s_per_param
         + trainable_tensors(shape, setup) * cal.optimizer_s_per_tensor,
     }
     if setup.method in REFERENCE_METHODS and not setup.precompute_reference:
         # LoRA: the base with the adapter off; full: the reference copy (priced as the layer's forward)
-        forward = shape.layers * cal.layer_forward_s + cal.around_layers_forward_s + cal.head_forward_s
+        forward = (
+            shape.layers * cal.layer_forward_s * layer_scale
+            + cal.around_layers_forward_s * around_scale
+            + cal.head_forward_s * head_scale
+        )
         parts["reference forward"] = accum * (forward + dequant / 2)
     if workload.generations:
         parts["generation"] = generation_time(shape, setup, workload, cal)

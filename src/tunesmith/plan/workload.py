@@ -3,14 +3,15 @@
 The lengths are counted like `data stats` counts them (the chat template rendered, the fast tokenizer in
 batches) on the training split the run would use, then cut at `data.max_length`. The share of trained
 tokens comes from tokenizing a sample with the real loss mask. The micro-batches are drawn as the trainer
-draws them (a seeded shuffle per epoch; padded batches are grouped by length, longest first), so the peak
-batch is the largest one this run will really see, not a worst case it never meets.
+draws them (accelerate's seedable sampler: one `torch.randperm` per epoch seeded with data_seed + epoch, the
+same batches the run sees; padded batches are grouped by length, longest first), so the peak batch is the
+largest one this run will really see, not a worst case it never meets, and the time is the mean over the
+batches the run will time.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 
 MASK_SAMPLE = 300  # examples tokenized with the loss mask to measure the trained share
@@ -35,6 +36,13 @@ class Workload:
     # the micro-batch whose computed positions are closest to the run's mean: what the time probe runs
     typical_lengths: list[int] = field(default_factory=list)  # its sequence lengths (before padding)
     typical_trained: int = 0  # its positions that get logits
+    # means over the micro-batches the run's seconds per step cover (all but the first step's): the time
+    # probe's typical micro-batch is moved to these (plan/speed.py batch_mean)
+    timed_tokens: float = 0.0  # computed positions
+    timed_examples: float = 0.0  # sequences (per-example attention pays a call each)
+    timed_square: float = 0.0  # sum of squared sequence lengths (attention work)
+    timed_trained: float = 0.0  # positions that get logits
+    timed_longest: int = 0  # the longest sequence among them
 
     @property
     def truncated_note(self) -> str:
@@ -62,7 +70,7 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         t.batch_size,
         micro,
         config.run.seed,
-        lengths if batching == "padded" else None,
+        lengths if batching == "padded" and config.method == "sft" else None,  # only SFT groups by length
         group_size=t.batch_size * t.grad_accum,
     )
     real = [sum(lengths[i] for i in b) for b in batches]
@@ -81,6 +89,11 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
             return computed[k]
         return round(sum(lengths[i] * trained_at(trained, i) for i in batches[k]))
 
+    def rows(k: int) -> list[int]:
+        # what attention sees: each example (padding-free) or every row at the batch's longest length (padded)
+        b = batches[k]
+        return [max(lengths[i] for i in b)] * len(b) if batching == "padded" else [lengths[i] for i in b]
+
     return Workload(
         examples=len(lengths),
         steps=steps,
@@ -96,6 +109,11 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         peak_longest=max(lengths[i] for i in peak_batch),
         typical_lengths=[lengths[i] for i in batches[typical]],
         typical_trained=logit_positions(typical),
+        timed_tokens=mean,
+        timed_examples=sum(len(batches[k]) for k in rest) / len(rest),
+        timed_square=sum(sum(n * n for n in rows(k)) for k in rest) / len(rest),
+        timed_trained=sum(logit_positions(k) for k in rest) / len(rest),
+        timed_longest=max(max(rows(k)) for k in rest),
     )
 
 
@@ -107,60 +125,90 @@ def trained_at(trained: list[float], i: int) -> float:
 def draw_batches(
     n: int, batch_size: int, count: int, seed: int, group_lengths: list[int] | None = None, group_size: int = 0
 ) -> list[list[int]]:
-    """`count` micro-batches of example indices, a fresh seeded shuffle per epoch (the last short batch kept).
+    """`count` micro-batches of example indices, one seeded shuffle per epoch (the last short batch kept).
 
-    With `group_lengths` (padded batching), each epoch's order comes from transformers' own
-    `get_length_grouped_indices`, which LengthGroupedSampler uses for `group_size` (batch size x grad_accum):
+    Without `group_lengths` the order is accelerate's SeedableRandomSampler's, which the Trainer's random
+    sampler becomes: `torch.randperm(n)` from a generator seeded with data_seed + epoch. With `group_lengths`
+    (padded batching), each epoch's order comes from transformers' own `get_length_grouped_indices` seeded with
+    seed + epoch, as the run's sampler calls it for `group_size` (batch size x grad_accum; train/sampling.py):
     mega-batches of up to 50 groups, each sorted longest first, the longest example of all at the front.
     """
-    rng = random.Random(seed)
+    import torch
+
     grouped = _length_grouped_orders(group_lengths, group_size or batch_size, seed) if group_lengths else None
     batches: list[list[int]] = []
+    epoch = 0
     while len(batches) < count:
         if grouped is not None:
             order = next(grouped)
         else:
-            order = list(range(n))
-            rng.shuffle(order)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        epoch += 1
         batches += [order[k : k + batch_size] for k in range(0, n, batch_size)]
     return batches[:count]
 
 
 def _length_grouped_orders(lengths: list[int], group_size: int, seed: int):
-    """One length-grouped order per epoch, drawn as the Trainer's sampler draws them (seeded here)."""
+    """One length-grouped order per epoch, drawn as the run's sampler draws them (train/sampling.py: transformers'
+    grouping with a generator seeded by seed + epoch)."""
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    generator = torch.Generator().manual_seed(seed)
+    epoch = 0
     while True:
-        yield get_length_grouped_indices(lengths, group_size, generator=generator)
+        yield get_length_grouped_indices(lengths, group_size, generator=torch.Generator().manual_seed(seed + epoch))
+        epoch += 1
 
 
 def grpo_workload(prompt_lengths: list[int], config) -> Workload:
     """GRPO: every step generates batch_size x grad_accum completions (groups of num_generations) of up to
-    max_completion_length tokens, then trains on prompt + completion with logits over the completion."""
+    max_completion_length tokens for the prompts TRL's RepeatSampler draws for it, left-padded to the longest of
+    them, then trains on prompt + completion (padded) with logits over the completion."""
     t, g = config.train, config.grpo
     batch, accum = t.batch_size, t.grad_accum
     prompts_per_step = max(1, batch * accum // g.num_generations)
     steps = t.max_steps or max(1, math.ceil(len(prompt_lengths) / prompts_per_step * t.epochs))
-    longest_prompt = max(prompt_lengths, default=0)
+    chunks = prompt_chunks(len(prompt_lengths), prompts_per_step, steps, config.run.seed)
+    longest = [max(prompt_lengths[i] for i in c) for c in chunks] or [max(prompt_lengths, default=0)]
+    rest = longest[1:] or longest  # the first step is not timed
+    mean = sum(rest) / len(rest)
+    typical = min(rest, key=lambda n: abs(n - mean))
     mean_prompt = sum(prompt_lengths) / max(1, len(prompt_lengths))
     completion = g.max_completion_length  # an untrained model rarely stops early: plan for full length
+    peak = max(longest) + completion
     return Workload(
         examples=len(prompt_lengths),
         steps=steps,
         micro_batches=steps * accum,
         batch_size=batch,
         mean_length=mean_prompt + completion,
-        max_length_seen=longest_prompt + completion,
+        max_length_seen=max(prompt_lengths, default=0) + completion,
         trained_share=completion / (mean_prompt + completion),
         tokens_per_step=batch * accum * (mean_prompt + completion),
-        computed_tokens_per_step=batch * accum * (longest_prompt + completion),
-        peak_batch_tokens=batch * (longest_prompt + completion),
+        computed_tokens_per_step=batch * accum * (sum(longest) / len(longest) + completion),
+        peak_batch_tokens=batch * peak,
         peak_batch_trained=batch * (completion + 1),
-        peak_longest=longest_prompt + completion,
+        peak_longest=peak,
         completion_length=completion,
         generations=batch * accum,
-        typical_lengths=[round(mean_prompt) + completion] * batch,
+        typical_lengths=[typical + completion] * batch,
         typical_trained=batch * (completion + 1),
+        timed_tokens=batch * (mean + completion),
+        timed_examples=batch,
+        timed_square=sum(batch * (n + completion) ** 2 for n in rest) / len(rest),
+        timed_trained=batch * (completion + 1),
+        timed_longest=max(rest) + completion,
     )
+
+
+def prompt_chunks(n: int, per_step: int, count: int, seed: int) -> list[list[int]]:
+    """The prompts of each step as TRL's RepeatSampler draws them: one generator seeded with the run's seed, a
+    `torch.randperm` per pass over the prompts, chunks of the prompts one generation needs (short ones dropped)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    chunks: list[list[int]] = []
+    while len(chunks) < count and n >= per_step:
+        order = torch.randperm(n, generator=generator).tolist()
+        chunks += [order[k : k + per_step] for k in range(0, n - per_step + 1, per_step)]
+    return chunks[:count]

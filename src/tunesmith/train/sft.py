@@ -21,6 +21,7 @@ from tunesmith.train.distributed import strategy, use_fsdp_on_cpu
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.prepare import RunContext, write_manifest
 from tunesmith.train.result import TrainResult
+from tunesmith.train.sampling import SeededLengthGroupedSampler
 from tunesmith.train.trainer_setup import (
     NonFiniteLoss,
     check_launch,
@@ -100,7 +101,16 @@ class SFTMethod(TrainingMethod):
 
 
 class TokenCountingTrainer(Trainer):
-    """Counts real (non-pad) tokens, computes logits only where there is loss, stops on a NaN/inf loss."""
+    """Counts real (non-pad) tokens, computes logits only where there is loss, stops on a NaN/inf loss; padded
+    batches are grouped by length in an order seeded by data_seed + epoch (train/sampling.py)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        group = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(group, dataset, seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
