@@ -211,7 +211,9 @@ def test_does_not_fit_gives_advice_that_fits(tmp_path, monkeypatch):
 
     # the CPU overhead is this process's live RSS, which grows between plans in a long test session; the
     # advice logic under test needs one fixed value (300 MiB) for every plan it compares
-    monkeypatch.setattr(overhead, "framework_overhead", lambda device: (300 * 2**20, "fixed for the test"))
+    monkeypatch.setattr(
+        overhead, "framework_overhead", lambda device, method="sft": (300 * 2**20, "fixed for the test")
+    )
     config = load_config(data=config_dict(tmp_path, "full", layers=4, hidden=256))
     lora = load_config(data=config_dict(tmp_path, "lora", layers=4, hidden=256))
     capacity = make_plan(lora, device="cpu", calibrate_time=False).peak + 2**20
@@ -367,3 +369,39 @@ def test_grpo_prompts_per_step_are_trls_repeat_sampler():
     # planted: a generator seeded afresh each pass repeats the first pass's prompts
     fresh = [c for _ in range(3) for c in prompt_chunks(10, 3, 3, seed=7)]
     assert fresh != trl
+
+
+def test_dpo_plan_counts_the_chosen_and_the_rejected_sequence(tmp_path):
+    """A DPO step's real tokens are prompt + chosen and prompt + rejected of each pair (TRL's conversational
+    rows, rejected answers longer here): the plan's batches hold exactly those of each step trained."""
+    import random
+
+    from tunesmith.plan.build import read_inputs
+    from tunesmith.plan.workload import draw_batches
+    from tunesmith.train.api import train
+
+    rng = random.Random(1)
+
+    def words(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": words(3, 12) + "?"}],
+            "chosen": [{"role": "assistant", "content": words(2, 8)}],
+            "rejected": [{"role": "assistant", "content": words(10, 30)}],
+        }
+        for _ in range(40)
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = config_dict(tmp_path)
+    data["method"] = "dpo"
+    data["data"]["sources"] = [{"path": str(tmp_path / "pairs.jsonl")}]
+    data["train"].update(max_steps=4, logging_steps=1)
+    config = load_config(data=data)
+    measured = trained_tokens_per_step(train(config).run_dir)
+    inputs = read_inputs(config)
+    batches = draw_batches(len(inputs.lengths), 4, 4, seed=0)
+    assert [sum(inputs.lengths[i] + inputs.rejected[i] for i in b) for b in batches] == measured
+    # planted: the chosen sequence counted twice (what the plan did before)
+    assert [2 * sum(inputs.lengths[i] for i in b) for b in batches] != measured

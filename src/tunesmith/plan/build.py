@@ -66,6 +66,7 @@ class Inputs:
     lengths: list[int]  # tokens per training example (untruncated; prompts for GRPO)
     trained: list[float]  # trained share per sampled example
     hf_config: object = None  # the transformers config (the time probes build the run's layer from it)
+    rejected: list[int] = field(default_factory=list)  # paired preference methods: prompt + rejected tokens
 
 
 SLOW_SECONDS = 3600  # advice on speed is offered for runs longer than this
@@ -100,7 +101,7 @@ def make_plan(
     from tunesmith.plan.capacity import device_capacity
     from tunesmith.plan.overhead import framework_overhead
 
-    overhead, overhead_note = framework_overhead(device)
+    overhead, overhead_note = framework_overhead(device, config.method)
     parts, peak = memory_parts(inputs.shape, setup, workload, overhead)
     capacity, capacity_note = (memory, "given with --memory") if memory else device_capacity(device)
     plan = Plan(
@@ -182,14 +183,10 @@ def run_batching(config: Config, device: str) -> str:
 def make_workload(config: Config, inputs: Inputs, setup: Setup) -> Workload:
     if config.method == "grpo":
         return grpo_workload(inputs.lengths, config)
-    lengths = [min(n, config.data.max_length) for n in inputs.lengths]
-    workload = sft_workload(lengths, inputs.trained, config, setup.batching)
-    if config.method in PAIRED_METHODS:  # a chosen and a rejected sequence per example
-        workload.typical_lengths = [n for n in workload.typical_lengths for _ in (0, 1)]
-        workload.typical_trained *= 2
-        for name in ("timed_tokens", "timed_examples", "timed_square", "timed_trained"):
-            setattr(workload, name, 2 * getattr(workload, name))
-    return workload
+    cut = config.data.max_length
+    lengths = [min(n, cut) for n in inputs.lengths]
+    rejected = [min(n, cut) for n in inputs.rejected] if inputs.rejected else None
+    return sft_workload(lengths, inputs.trained, config, setup.batching, rejected)
 
 
 def read_inputs(config: Config) -> Inputs:
@@ -205,7 +202,18 @@ def read_inputs(config: Config) -> Inputs:
     from tunesmith.data.stats import count_tokens
 
     shares = trained_shares(tokenizer, rows[:MASK_SAMPLE], config)
-    return Inputs(shape, count_tokens(tokenizer, rows), shares, hf_config)
+    rejected = rejected_lengths(tokenizer, rows) if config.method in PAIRED_METHODS else []
+    return Inputs(shape, count_tokens(tokenizer, rows), shares, hf_config, rejected)
+
+
+def rejected_lengths(tokenizer, rows: list[dict]) -> list[int]:
+    """Tokens of prompt + rejected per preference pair (the rows' messages are prompt + chosen), counted the
+    same way; [] when the rows are not conversations (then both sequences are priced at the chosen length)."""
+    from tunesmith.data.stats import count_tokens
+
+    if not all(isinstance(r.get("prompt"), list) and isinstance(r.get("rejected"), list) for r in rows):
+        return []
+    return count_tokens(tokenizer, [{"messages": r["prompt"] + r["rejected"]} for r in rows])
 
 
 def run_tokenizer(config: Config, rows: list[dict]):

@@ -198,8 +198,7 @@ def memory_parts(shape, setup: Setup, workload, overhead: float) -> tuple[list[P
     """Every part of the training memory and the predicted peak."""
     trainable = trainable_params(shape, setup)
     weights, weights_note = weight_bytes(shape, setup)
-    tokens = workload.peak_batch_tokens * (2 if setup.method in PAIRED_METHODS else 1)
-    trained = workload.peak_batch_trained * (2 if setup.method in PAIRED_METHODS else 1)
+    tokens, trained = workload.peak_batch_tokens, workload.peak_batch_trained  # both sequences of a pair
     acts, acts_note = activation_bytes(shape, setup, tokens)
     if setup.method == "grpo":  # every position but each sequence's last is scored off Triton
         logits, logits_note = grpo_head_bytes(shape, setup, tokens - workload.batch_size, trained)

@@ -33,21 +33,28 @@ def cache_dir() -> Path:
     return Path(root) / "plan"
 
 
-def framework_overhead(device: str) -> tuple[float, str]:
-    """(bytes, how it was obtained) of the framework's own memory on `device`."""
+def framework_overhead(device: str, method: str = "sft") -> tuple[float, str]:
+    """(bytes, how it was obtained) of the framework's own memory on `device` for a run of `method`."""
     if device == "cuda":
         return CUDA_CONTEXT_BYTES, "CUDA context and cuBLAS workspace (constant)"
-    host = import_rss()
+    host = import_rss(method)
     if device == "mps":  # unified memory: the process and the GPU share it
         return host + MPS_OVERHEAD_BYTES, "process RSS of the libraries (measured) + Metal context (constant)"
     return host, "RSS of this process with the training libraries imported (measured now)"
 
 
-def import_rss() -> float:
-    """RSS of this process with the training libraries imported (imports a training run makes anyway)."""
+def import_rss(method: str = "sft") -> float:
+    """RSS of this process with the training libraries and the method's trainer imported (imports a training
+    run makes anyway: GRPO's TRL trainer alone adds about 50 MiB)."""
+    import importlib
+
     import psutil
 
+    from tunesmith.train.api import METHODS
+
     exec(PROBE.split("torch.ones")[0], {})  # the probe's imports, in this process
+    if method in METHODS:
+        importlib.import_module(METHODS[method].partition(":")[0])
     return float(psutil.Process().memory_info().rss)
 
 

@@ -59,8 +59,11 @@ def run_steps(config, examples: int) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def sft_workload(lengths: list[int], trained: list[float], config, batching: str) -> Workload:
-    """Batches of an SFT run over examples of these (truncated) lengths and trained shares."""
+def sft_workload(
+    lengths: list[int], trained: list[float], config, batching: str, rejected: list[int] | None = None
+) -> Workload:
+    """Batches of an SFT run over examples of these (truncated) lengths and trained shares; with `rejected`
+    (paired preference methods) each example is two sequences, prompt + chosen and prompt + rejected."""
     t = config.train
     steps = run_steps(config, len(lengths))
     micro = steps * t.grad_accum
@@ -73,10 +76,18 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         lengths if batching == "padded" and config.method == "sft" else None,  # only SFT groups by length
         group_size=t.batch_size * t.grad_accum,
     )
-    real = [sum(lengths[i] for i in b) for b in batches]
-    computed = [len(b) * max(lengths[i] for i in b) for b in batches] if batching == "padded" else real
+
+    def sequences(k: int) -> list[int]:
+        return [n for i in batches[k] for n in ([lengths[i], rejected[i]] if rejected else [lengths[i]])]
+
+    def rows(k: int) -> list[int]:
+        # what attention sees: each sequence (padding-free) or every row at the batch's longest length (padded)
+        seqs = sequences(k)
+        return [max(seqs)] * len(seqs) if batching == "padded" else seqs
+
+    real = [sum(sequences(k)) for k in range(len(batches))]
+    computed = [sum(rows(k)) for k in range(len(batches))]
     peak = max(range(len(batches)), key=lambda k: computed[k])
-    peak_batch = batches[peak]
     # the typical step leaves out the first: padded batching puts the longest batch there on purpose (to fail
     # early), which a short run's mean would follow; training's measured seconds per step leave it out too
     rest = range(t.grad_accum, len(batches)) if len(batches) > t.grad_accum else range(len(batches))
@@ -87,12 +98,8 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         # the padded path computes logits for every position; the padding-free path only at trained ones
         if batching == "padded":
             return computed[k]
-        return round(sum(lengths[i] * trained_at(trained, i) for i in batches[k]))
-
-    def rows(k: int) -> list[int]:
-        # what attention sees: each example (padding-free) or every row at the batch's longest length (padded)
-        b = batches[k]
-        return [max(lengths[i] for i in b)] * len(b) if batching == "padded" else [lengths[i] for i in b]
+        both = [(lengths[i] + (rejected[i] if rejected else 0), i) for i in batches[k]]
+        return round(sum(n * trained_at(trained, i) for n, i in both))
 
     return Workload(
         examples=len(lengths),
@@ -100,17 +107,17 @@ def sft_workload(lengths: list[int], trained: list[float], config, batching: str
         micro_batches=micro,
         batch_size=t.batch_size,
         mean_length=sum(lengths) / max(1, len(lengths)),
-        max_length_seen=max(lengths, default=0),
+        max_length_seen=max(lengths + (rejected or []), default=0),
         trained_share=share,
         tokens_per_step=sum(real) / len(batches) * t.grad_accum,
         computed_tokens_per_step=sum(computed) / len(batches) * t.grad_accum,
         peak_batch_tokens=computed[peak],
         peak_batch_trained=logit_positions(peak),
-        peak_longest=max(lengths[i] for i in peak_batch),
-        typical_lengths=[lengths[i] for i in batches[typical]],
+        peak_longest=max(sequences(peak)),
+        typical_lengths=sequences(typical),
         typical_trained=logit_positions(typical),
         timed_tokens=mean,
-        timed_examples=sum(len(batches[k]) for k in rest) / len(rest),
+        timed_examples=sum(len(rows(k)) for k in rest) / len(rest),
         timed_square=sum(sum(n * n for n in rows(k)) for k in rest) / len(rest),
         timed_trained=sum(logit_positions(k) for k in rest) / len(rest),
         timed_longest=max(max(rows(k)) for k in rest),
