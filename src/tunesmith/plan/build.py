@@ -308,7 +308,7 @@ def assumptions(plan: Plan, overhead_note: str) -> list[str]:
     if plan.device == "cpu" and not s.lean_memory:
         out.append(
             "CPU: the peak is the live tensors; glibc's heap keeps freed tensor memory for reuse, so the process's "
-            "peak RSS can be higher (measured 3-74% above, docs/plan.md); train.lean_memory: true makes this the peak"
+            "peak RSS can be higher (measured up to 74% above, docs/plan.md); train.lean_memory: true makes this the peak"
         )
     if plan.method == "grpo":
         out.append(
