@@ -155,7 +155,7 @@ def layer_times(hf_config, run_config, setup, lengths: list[int]) -> dict:
     }
 
 
-def paired_times(fn, models, device: str, min_seconds: float = 0.15, max_pairs: int = 15) -> tuple[float, float]:
+def paired_times(fn, models, device: str, min_seconds: float = 0.3, max_pairs: int = 15) -> tuple[float, float]:
     """(median seconds of fn(models[0]), median of fn(models[1]) - fn(models[0])), timed in alternation: a
     slow spell of the machine then hits both sides of a difference instead of one (one layer is the
     difference of two models)."""
