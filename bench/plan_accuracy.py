@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,7 @@ def run_one(name: str, config: dict, work: Path, max_load: float, wait: float, r
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         result = json.loads(line[len("RESULT ") :])
         result["attempts"] = attempt + 1
+        shutil.rmtree(Path(config["run"]["output_dir"]) / name, ignore_errors=True)  # a 108M run leaves ~1 GB
         if max(result["load"]) <= max_load:
             break
     return result
