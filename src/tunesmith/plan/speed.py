@@ -6,8 +6,9 @@ trainable tensors) [+ a reference forward for DPO/KTO] [+ generation for GRPO].
 
 The calibration (calibrate) measures each term with the thread count and precision training uses (the same
 process defaults: torch's intra-op threads), on a micro-batch of the run's typical example lengths (plan/
-probe.py). It takes a few seconds and is cached under $TUNESMITH_CACHE/plan/ by device, threads and shapes.
-FLOPs per token are still reported (report and advice) but no longer price the step: on a CPU most of a small
+probe.py), then moves it to the mean of the micro-batches the run times (batch_scales: attention by sequences
+and squared lengths, the rest by positions; plan/workload.py draws those batches as the samplers do). It
+takes a few seconds and is cached under $TUNESMITH_CACHE/plan/ by device, threads and shapes. FLOPs per token are still reported (report and advice) but no longer price the step: on a CPU most of a small
 model's step is not matmul work.
 """
 
