@@ -28,7 +28,7 @@ def clock() -> float:
 
 def timed(fn, device: str, min_seconds: float = 0.15, max_reps: int = 20) -> float:
     """Median seconds of fn() after a warm-up (median: robust to other processes on the machine)."""
-    warm_up(lambda: fn(), device)
+    warm_up(fn, device)
     times: list[float] = []
     while len(times) < 3 or (sum(times) < min_seconds and len(times) < max_reps):
         t0 = clock()

@@ -8,8 +8,9 @@ The calibration (calibrate) measures each term with the thread count and precisi
 process defaults: torch's intra-op threads), on a micro-batch of the run's typical example lengths (plan/
 probe.py), then moves it to the mean of the micro-batches the run times (batch_scales: attention by sequences
 and squared lengths, the rest by positions; plan/workload.py draws those batches as the samplers do). It
-takes a few seconds and is cached under $TUNESMITH_CACHE/plan/ by device, threads and shapes. FLOPs per token are still reported (report and advice) but no longer price the step: on a CPU most of a small
-model's step is not matmul work.
+takes a few seconds and is cached under $TUNESMITH_CACHE/plan/ by device, threads and shapes. FLOPs per
+token are still reported (report and advice) but no longer price the step: on a CPU most of a small model's
+step is not matmul work.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from tunesmith.plan.overhead import cache_dir
 from tunesmith.plan.probe import CLOCK_ENV, timed
+from tunesmith.plan.workload import attention_rows
 
 
 @dataclass
@@ -90,20 +92,14 @@ def measure(hf_config, run_config, shape, setup, workload, threads: int) -> Cali
     started = time.perf_counter()
     cal = Calibration(setup.device, setup.precision, threads)
     lengths = workload.typical_lengths
-    rows = len(lengths) * max(lengths) if setup.batching == "padded" else sum(lengths)
+    rows = sum(attention_rows(lengths, setup.batching))
     for name, value in probe.layer_times(hf_config, run_config, setup, lengths).items():
         setattr(cal, name, value)
-    cal.head_s, cal.head_forward_s = probe.head_times(shape, setup, rows, workload.typical_trained)
+    cal.head_s, cal.head_forward_s = head_times(shape, setup, workload, rows)
     cal.attention_call_s, cal.attention_square_s = attention_costs(hf_config, setup, workload)
     cal.optimizer_s_per_param, cal.optimizer_s_per_tensor = probe.optimizer_costs(setup.device, setup.optimizer)
     cal.dequant_s_per_weight = _dequant_time(setup.device) if setup.mode == "qlora" else 0.0
     if workload.generations:
-        # every position off Triton devices (TRL scores only the completions' with its Triton kernel)
-        positions = workload.typical_trained if setup.device == "cuda" else rows - len(lengths)
-        cal.head_s, cal.head_forward_s = probe.grpo_head_times(shape, setup, positions) or (
-            cal.head_s,
-            cal.head_forward_s,
-        )
         g = workload.generations
         context = max(workload.typical_lengths) - workload.completion_length // 2  # the cache at mid-completion
         cal.decode_layer_s, cal.decode_around_s = probe.decode_times(hf_config, run_config, setup, g, context)
@@ -112,6 +108,20 @@ def measure(hf_config, run_config, shape, setup, workload, threads: int) -> Cali
         cal.generate_token_s = probe.generate_step_time(hf_config, setup, g, prompt)
     cal.seconds = time.perf_counter() - started
     return cal
+
+
+def head_times(shape, setup, workload, rows: int) -> tuple[float, float]:
+    """The output layer and loss (train step, forward only): GRPO's as TRL's fused head runs it, at every
+    position off Triton devices (TRL scores only the completions' with its Triton kernel); the plain probe
+    otherwise, or when this TRL has no fused head."""
+    from tunesmith.plan import probe
+
+    if workload.generations:
+        positions = workload.typical_trained if setup.device == "cuda" else rows - len(workload.typical_lengths)
+        fused = probe.grpo_head_times(shape, setup, positions)
+        if fused is not None:
+            return fused
+    return probe.head_times(shape, setup, rows, workload.typical_trained)
 
 
 def attention_costs(hf_config, setup, workload) -> tuple[float, float]:
@@ -136,8 +146,7 @@ def attention_costs(hf_config, setup, workload) -> tuple[float, float]:
 
 def typical_rows(workload, setup) -> list[int]:
     """The sequence lengths attention sees in the typical micro-batch (padded: every row at the longest)."""
-    lengths = workload.typical_lengths
-    return [max(lengths)] * len(lengths) if setup.batching == "padded" else list(lengths)
+    return attention_rows(workload.typical_lengths, setup.batching)
 
 
 def batch_scales(workload, setup, cal) -> tuple[float, float, float]:

@@ -37,7 +37,7 @@ class Workload:
     typical_lengths: list[int] = field(default_factory=list)  # its sequence lengths (before padding)
     typical_trained: int = 0  # its positions that get logits
     # means over the micro-batches the run's seconds per step cover (all but the first step's): the time
-    # probe's typical micro-batch is moved to these (plan/speed.py batch_mean)
+    # probe's typical micro-batch is moved to these (plan/speed.py batch_scales)
     timed_tokens: float = 0.0  # computed positions
     timed_examples: float = 0.0  # sequences (per-example attention pays a call each)
     timed_square: float = 0.0  # sum of squared sequence lengths (attention work)
@@ -80,13 +80,10 @@ def sft_workload(
     def sequences(k: int) -> list[int]:
         return [n for i in batches[k] for n in ([lengths[i], rejected[i]] if rejected else [lengths[i]])]
 
-    def rows(k: int) -> list[int]:
-        # what attention sees: each sequence (padding-free) or every row at the batch's longest length (padded)
-        seqs = sequences(k)
-        return [max(seqs)] * len(seqs) if batching == "padded" else seqs
-
-    real = [sum(sequences(k)) for k in range(len(batches))]
-    computed = [sum(rows(k)) for k in range(len(batches))]
+    seqs = [sequences(k) for k in range(len(batches))]
+    rows = [attention_rows(s, batching) for s in seqs]
+    real = [sum(s) for s in seqs]
+    computed = [sum(r) for r in rows]
     peak = max(range(len(batches)), key=lambda k: computed[k])
     # the typical step leaves out the first: padded batching puts the longest batch there on purpose (to fail
     # early), which a short run's mean would follow; training's measured seconds per step leave it out too
@@ -98,8 +95,8 @@ def sft_workload(
         # the padded path computes logits for every position; the padding-free path only at trained ones
         if batching == "padded":
             return computed[k]
-        both = [(lengths[i] + (rejected[i] if rejected else 0), i) for i in batches[k]]
-        return round(sum(n * trained_at(trained, i) for n, i in both))
+        pair = (lambda i: lengths[i] + rejected[i]) if rejected else (lambda i: lengths[i])
+        return round(sum(pair(i) * trained_at(trained, i) for i in batches[k]))
 
     return Workload(
         examples=len(lengths),
@@ -113,15 +110,21 @@ def sft_workload(
         computed_tokens_per_step=sum(computed) / len(batches) * t.grad_accum,
         peak_batch_tokens=computed[peak],
         peak_batch_trained=logit_positions(peak),
-        peak_longest=max(sequences(peak)),
-        typical_lengths=sequences(typical),
+        peak_longest=max(seqs[peak]),
+        typical_lengths=seqs[typical],
         typical_trained=logit_positions(typical),
         timed_tokens=mean,
-        timed_examples=sum(len(rows(k)) for k in rest) / len(rest),
-        timed_square=sum(sum(n * n for n in rows(k)) for k in rest) / len(rest),
+        timed_examples=sum(len(rows[k]) for k in rest) / len(rest),
+        timed_square=sum(sum(n * n for n in rows[k]) for k in rest) / len(rest),
         timed_trained=sum(logit_positions(k) for k in rest) / len(rest),
-        timed_longest=max(max(rows(k)) for k in rest),
+        timed_longest=max(max(rows[k]) for k in rest),
     )
+
+
+def attention_rows(lengths: list[int], batching: str) -> list[int]:
+    """The sequence lengths attention works on in a micro-batch of these lengths: each sequence
+    (padding-free), or every row at the longest (padded)."""
+    return [max(lengths)] * len(lengths) if batching == "padded" and lengths else list(lengths)
 
 
 def trained_at(trained: list[float], i: int) -> float:
