@@ -115,28 +115,36 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert resume_problems(run, checkpoint_step=4) == []
 
 
+def train_until_planted_crash(config_file: Path, monkeypatch, crash_after_calls: int) -> None:
+    """Train until the planted crash: the training loss call after `crash_after_calls` raises (padded and
+    padding-free batches alike)."""
+    from tunesmith.config import load_config
+    from tunesmith.train import sft
+    from tunesmith.train.api import train
+
+    original, calls = sft.TokenCountingTrainer.compute_loss, []
+
+    def crash(self, model, inputs, **kwargs):
+        calls.append(model.training)
+        if sum(calls) > crash_after_calls:
+            raise RuntimeError("planted crash")
+        return original(self, model, inputs, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sft.TokenCountingTrainer, "compute_loss", crash)
+        with pytest.raises(RuntimeError, match="planted crash"):
+            train(load_config(config_file))
+
+
 def test_restart_instead_of_resume_is_caught(tmp_path, monkeypatch):
     """Plant `--resume` silently restarting from step 1: the losses still match, resume_problems does not."""
     from transformers import Trainer
 
     from tunesmith.config import load_config
-    from tunesmith.train import sft
     from tunesmith.train.api import train
 
     config_file = write_config(tmp_path, name="crash", max_steps=6, save_steps=3)
-    config = load_config(config_file)
-    original, calls = sft.loss_on_trained_positions, []
-
-    def crash_at_step_5(model, inputs, num_items_in_batch=None):
-        calls.append(1)
-        if len(calls) > 8:  # grad_accum 2: calls 9-10 are step 5
-            raise RuntimeError("planted crash")
-        return original(model, inputs, num_items_in_batch)
-
-    monkeypatch.setattr(sft, "loss_on_trained_positions", crash_at_step_5)
-    with pytest.raises(RuntimeError, match="planted crash"):
-        train(config)
-    monkeypatch.undo()
+    train_until_planted_crash(config_file, monkeypatch, crash_after_calls=8)  # grad_accum 2: calls 9-10 are step 5
     run = tmp_path / "runs" / "crash"
     saved = run.parent / "crash-copy"
     shutil.copytree(run, saved)
@@ -154,27 +162,6 @@ def test_restart_instead_of_resume_is_caught(tmp_path, monkeypatch):
     ]
 
 
-def crash_then_resume(config_file: Path, monkeypatch, crash_after_calls: int) -> None:
-    """Train until the planted crash (a training loss call past `crash_after_calls`), then resume to the end."""
-    from tunesmith.config import load_config
-    from tunesmith.train import sft
-    from tunesmith.train.api import train
-
-    original, calls = sft.TokenCountingTrainer.compute_loss, []
-
-    def crash(self, model, inputs, **kwargs):
-        calls.append(model.training)
-        if sum(calls) > crash_after_calls:
-            raise RuntimeError("planted crash")
-        return original(self, model, inputs, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(sft.TokenCountingTrainer, "compute_loss", crash)
-        with pytest.raises(RuntimeError, match="planted crash"):
-            train(load_config(config_file))
-    train(load_config(config_file), resume=True)
-
-
 def test_padded_run_resumed_in_its_second_epoch_sees_the_same_batches(tmp_path, monkeypatch):
     """Padded batches are grouped by length in an order seeded by data_seed + epoch (train/sampling.py). A run
     stopped at step 10 and resumed from step 9 (second epoch: about 7 steps of 8 examples each) ends with the
@@ -189,7 +176,8 @@ def test_padded_run_resumed_in_its_second_epoch_sees_the_same_batches(tmp_path, 
         whole = write_config(tmp_path, name=f"whole{tag}", **settings)
         train(load_config(whole))
         stopped = write_config(tmp_path, name=f"stopped{tag}", **settings)
-        crash_then_resume(stopped, monkeypatch, crash_after_calls=18)  # grad_accum 2: calls 19-20 are step 10
+        train_until_planted_crash(stopped, monkeypatch, crash_after_calls=18)  # grad_accum 2: calls 19-20: step 10
+        train(load_config(stopped), resume=True)
         assert resume_problems(tmp_path / "runs" / f"stopped{tag}", checkpoint_step=9) == []
         return losses(tmp_path / "runs" / f"whole{tag}"), losses(tmp_path / "runs" / f"stopped{tag}")
 
