@@ -169,12 +169,12 @@ def test_tokenized_splits_are_cached_by_content(tiny_qwen2, tmp_path, monkeypatc
     assert len(list((tmp_path / "tokenized").iterdir())) == 2
 
 
-def keep_mask(n: int, p: float) -> torch.Tensor:
+def keep_mask(n: int, p: float, batch: int | None = None) -> torch.Tensor:
     """A flat bool mask: False at the positions model/dropout.py's drop_positions draws."""
     from tunesmith.model.dropout import drop_positions
 
     keep = torch.ones(n, dtype=torch.bool)
-    keep[drop_positions(n, p)] = False
+    keep[drop_positions(n, p, batch=batch)] = False
     return keep
 
 
@@ -195,10 +195,10 @@ def test_fast_dropout_forward_and_backward_equal_the_mask_product():
     assert not torch.allclose(weight / 0.9, fast_grad, atol=1e-6)
 
 
-@pytest.mark.parametrize("p", [0.05, 0.2])
-def test_dropout_gaps_are_independent_drops_at_rate_p(p):
+@pytest.mark.parametrize("p, batch", [(0.05, None), (0.2, None), (0.05, 7)])  # 7 gaps a round: ~360 rounds
+def test_dropout_gaps_are_independent_drops_at_rate_p(p, batch):
     torch.manual_seed(1)
-    dropped = torch.cat([~keep_mask(50_000, p) for _ in range(20)]).float()
+    dropped = torch.cat([~keep_mask(50_000, p, batch) for _ in range(20)]).float()
     assert dropped.mean().item() == pytest.approx(p, rel=0.03)
     assert (dropped[:-1] * dropped[1:]).mean().item() == pytest.approx(p * p, rel=0.1)  # neighbours independent
     runs = torch.diff(torch.nonzero(dropped).squeeze(-1)).float()  # gaps between drops: Geometric(p), mean 1/p

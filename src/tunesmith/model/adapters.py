@@ -6,6 +6,7 @@ from tunesmith.config.schema import Config
 from tunesmith.errors import ConfigError
 from tunesmith.model.dropout import FastDropout
 from tunesmith.model.from_run import is_adapter
+from tunesmith.model.fused_lora import use_fused_lora
 from tunesmith.run_dir import RunDir
 
 
@@ -78,8 +79,7 @@ def add_adapters(model, config: Config, activation_checkpointing: bool = False, 
             f"lora: {str(exc).splitlines()[0]}",
             hint="lora.target_modules: all-linear, or names such as [q_proj, v_proj] that the model has",
         ) from None
-    use_fast_dropout(model)
-    return model
+    return fast_adapters(model)
 
 
 def trainable_model(model, config: Config, activation_checkpointing: bool = False, sharded: bool = False):
@@ -110,7 +110,15 @@ def continue_from_run(model, config: Config, activation_checkpointing: bool = Fa
             f"train.init_from {source.root} holds a LoRA adapter; train.mode 'full' cannot continue it",
             hint="use train.mode lora or qlora",
         )
-    return PeftModel.from_pretrained(model, str(source.final), is_trainable=True)
+    return fast_adapters(PeftModel.from_pretrained(model, str(source.final), is_trainable=True))
+
+
+def fast_adapters(model):
+    """The CPU speed-ups of a LoRA model being trained: FastDropout masks and the fused adapter path (both
+    exact; model/dropout.py, model/fused_lora.py)."""
+    use_fast_dropout(model)
+    use_fused_lora(model)
+    return model
 
 
 def use_fast_dropout(model) -> int:

@@ -10,6 +10,8 @@ the p * n positions kept for backward instead of a full mask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 GAPS_UP_TO = 0.2  # above this rate a draw per element is cheaper than the gaps
@@ -27,9 +29,7 @@ class FastDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.p > GAPS_UP_TO:
-            return x * (torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p))
-        return _ZeroAt.apply(x, drop_positions(x.numel(), self.p, x.device), 1.0 / (1.0 - self.p))
+        return _ZeroAt.apply(x, dropped_positions(x.numel(), self.p, x.device), 1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -56,13 +56,29 @@ def _scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float) -> torch.
     return out
 
 
-def drop_positions(n: int, p: float, device=None) -> torch.Tensor:
-    """Sorted flat positions in [0, n), each present with probability p independently (from Geometric gaps)."""
+def dropped_positions(n: int, p: float, device=None) -> torch.Tensor:
+    """The flat positions a FastDropout of rate p zeroes in a tensor of n elements (model/fused_lora.py draws
+    through here too, so both drop the same entries from the same seed)."""
+    if p > GAPS_UP_TO:
+        return torch.nonzero(torch.rand(n, device=device) < p).squeeze(1)
+    return drop_positions(n, p, device)
+
+
+def drop_positions(n: int, p: float, device=None, batch: int | None = None) -> torch.Tensor:
+    """Sorted flat positions in [0, n), each present with probability p independently (from Geometric gaps).
+
+    Each gap is drawn by inversion, floor(log(1 - U) / log(1 - p)) + 1 with U uniform on [0, 1): one uniform
+    draw and a vectorised log per gap (torch's geometric_ draws them one by one, 2.6x slower here). Positions
+    are summed in float64, exact integers up to 2**53 (float32 only to 2**24 = 16.7M). `batch`: gaps drawn per
+    round (default: almost always enough in one)."""
     expected = n * p
-    batch = int(expected + 6 * (expected * (1 - p)) ** 0.5) + 16  # almost always enough in one draw
-    f64 = torch.float64  # positions are exact integers in float64 up to 2**53 (float32 only to 2**24 = 16.7M)
-    drops = torch.empty(batch, dtype=f64, device=device).geometric_(p).cumsum_(0).sub_(1)
-    while drops[-1] < n:  # rare: extend the gaps past the end
-        more = torch.empty(batch, dtype=f64, device=device).geometric_(p).cumsum_(0).add_(drops[-1])
-        drops = torch.cat([drops, more])
-    return drops[drops < n].long()
+    batch = batch or int(expected + 6 * (expected * (1 - p)) ** 0.5) + 16
+    per_log = 1.0 / math.log1p(-p)
+    pieces, last = [], -1.0
+    while last < n:  # rare second round: extend the gaps past the end
+        uniform = torch.rand(batch, dtype=torch.float64, device=device)
+        gaps = uniform.neg_().log1p_().mul_(per_log).floor_().add_(1.0)  # Geometric(p) on 1, 2, ...
+        pieces.append(gaps.cumsum_(0).add_(last))
+        last = pieces[-1][-1].item()
+    drops = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return drops[: int(torch.searchsorted(drops, float(n)))].long()
