@@ -210,7 +210,9 @@ def run_hf_max_length(model_dir: Path, tokenized: list[dict], work: Path, args) 
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), lora(args.lora_dropout))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), lora(args.lora_dropout)
+    )
     collator = CountingCollator(
         DataCollatorForSeq2Seq(tok, padding="max_length", max_length=MAX_LENGTH, label_pad_token_id=-100)
     )

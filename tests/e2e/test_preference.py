@@ -17,7 +17,13 @@ import yaml
 from safetensors.torch import load_file
 
 from tests.conftest import REPO
-from tests.e2e.preference_fixtures import preference_config, preference_data, preference_pairs, write_pairs
+from tests.e2e.preference_fixtures import (
+    preference_config,
+    preference_data,
+    preference_pairs,
+    split_pairs,
+    write_pairs,
+)
 from tunesmith.config.load import load_config
 from tunesmith.eval.evaluate import evaluate
 from tunesmith.run_dir import RunDir
@@ -52,9 +58,12 @@ def _accuracy(run_dir) -> tuple[float, float]:
 
 
 def test_dpo_learns_the_preference(tmp_path, monkeypatch):
-    """Held-out preference accuracy goes from about 0.5 (the base) to >= 0.9 with DPO (LoRA, reference = adapter off)."""
+    """Held-out preference accuracy goes from about 0.5 (the base) to >= 0.9 with DPO (LoRA, reference = adapter off).
+
+    lr 3e-3: at 1e-2 the outcome was seed luck (run seeds 0-3: 1.0, 0.60, 1.0, 0.52 with the per-tensor AdamW,
+    0.81, 0.79, 1.0, 0.27 with the fused one); at 3e-3 all eight runs reached 1.0 in 60 steps."""
     monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
-    result = _train(preference_config(tmp_path, "dpo", preference_data(tmp_path)))
+    result = _train(preference_config(tmp_path, "dpo", preference_data(tmp_path), learning_rate=3e-3))
     base, tuned = _accuracy(result.run_dir)
     print(f"DPO held-out preference accuracy: base {base:.3f} -> tuned {tuned:.3f}")
     assert 0.3 <= base <= 0.7 and tuned >= 0.9
@@ -62,6 +71,21 @@ def test_dpo_learns_the_preference(tmp_path, monkeypatch):
     last = [r for r in run.read_metrics() if "loss" in r][-1]
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(last)
     assert run.read_manifest().reference == "the base (adapter disabled)"
+
+
+def test_the_dpo_learning_check_fails_when_training_prefers_the_rejected_answer(tmp_path, monkeypatch):
+    """Planted: the training pairs' chosen and rejected answers swapped (held-out pairs unchanged). The same run
+    must then score below the base, so an accuracy >= 0.9 above comes from learning the stated preference."""
+    monkeypatch.setenv("TUNESMITH_NO_PROGRESS", "1")
+    train_pairs, test_pairs = split_pairs()
+    swapped = [(prompt, rejected, chosen) for prompt, chosen, rejected in train_pairs]
+    sources = [
+        {"path": str(write_pairs(tmp_path / "swapped.jsonl", swapped)), "use_as": "train"},
+        {"path": str(write_pairs(tmp_path / "held_out.jsonl", test_pairs)), "use_as": "test"},
+    ]
+    base, tuned = _accuracy(_train(preference_config(tmp_path, "dpo", sources, learning_rate=3e-3)).run_dir)
+    print(f"DPO on swapped pairs, held-out accuracy: base {base:.3f} -> tuned {tuned:.3f}")
+    assert tuned < 0.3
 
 
 def test_kto_learns_from_unpaired_rows(tmp_path, monkeypatch):

@@ -96,12 +96,15 @@ def test_precision_and_defaults_by_device(tmp_path):
         False,
         True,
         False,
-        "adamw_torch",
+        "adamw_torch_fused",
     )
     gpu = ctx_for(config, "cuda", "bf16")
     kwargs = common_training_kwargs(gpu)
     assert kwargs["bf16"] and kwargs["activation_checkpointing"] and not kwargs["use_cpu"]
     assert optimizer_name(gpu) == "paged_adamw_8bit"
+    lora = config_at(tmp_path, train={"mode": "lora"})
+    assert optimizer_name(ctx_for(lora, "cuda", "bf16")) == "adamw_torch_fused"
+    assert optimizer_name(ctx_for(lora, "mps", "fp32")) == "adamw_torch"
 
 
 def test_seed_style_settings_reach_the_trainer(tmp_path):

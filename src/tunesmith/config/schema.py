@@ -303,7 +303,8 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"] = Field(
         "auto",
-        description="Optimizer; auto: paged_adamw_8bit for QLoRA on CUDA, adamw_torch otherwise.",
+        description="Optimizer; auto: paged_adamw_8bit for QLoRA on CUDA, adamw_torch_fused on CPU and CUDA, "
+        "adamw_torch on MPS.",
     )
     lean_memory: bool = Field(
         False,
