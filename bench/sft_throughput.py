@@ -147,7 +147,7 @@ def base_args(out: str, args) -> dict:
     )
 
 
-def lora(dropout: float):
+def lora(dropout: float = 0.05):
     from peft import LoraConfig
 
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
