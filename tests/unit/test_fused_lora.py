@@ -11,6 +11,7 @@ import pytest
 import torch
 from peft import LoraConfig
 from peft.tuners.lora.layer import Linear as LoraLinear
+from torch.utils.checkpoint import CheckpointError
 
 from tunesmith.model import fused_lora
 from tunesmith.model.dropout import FastDropout
@@ -178,3 +179,48 @@ def test_only_plain_linear_bases_get_the_variant():
     layer.base_layer.__class__ = Quantized
     assert use_fused_lora(layer) == 0
     assert fused_lora._dropout_rate(torch.nn.Identity()) == 0.0
+
+
+def checkpointed_gradients(model_dir, fused: bool) -> dict[str, torch.Tensor]:
+    from tunesmith.config import load_config
+    from tunesmith.model.adapters import add_adapters
+    from tunesmith.model.load import load_model
+
+    torch.manual_seed(0)
+    model = add_adapters(load_model(str(model_dir)), load_config(overrides=["lora.dropout=0.1"]), True)
+    for m in model.modules():
+        if isinstance(m, LoraLinear):
+            torch.nn.init.normal_(m.lora_B["default"].weight, std=0.05)
+            if not fused:
+                m.lora_variant.clear()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model.train()
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(5)
+    model(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_lora_under_activation_checkpointing_equals_peft(tiny_llama, monkeypatch):
+    """Checkpointing re-runs each layer's forward in the backward: the fused path must drop the same entries
+    again (torch restores the RNG state), or its gradients belong to another mask."""
+    plain = checkpointed_gradients(tiny_llama, fused=False)
+    fused = checkpointed_gradients(tiny_llama, fused=True)
+    assert max((fused[n] - plain[n]).abs().max().item() for n in plain) < MODEL_TOLERANCE
+    draws = []
+    original = fused_lora.dropped_positions
+
+    def fresh_draw_on_recompute(n, p, device=None):  # planted: the recompute draws other positions
+        draws.append(n)
+        if len(draws) % 2 == 0:
+            torch.rand(1)
+        return original(n, p, device)
+
+    monkeypatch.setattr(fused_lora, "dropped_positions", fresh_draw_on_recompute)
+    try:  # caught by torch's own check on the recomputed tensors, or else by the gradients
+        planted = checkpointed_gradients(tiny_llama, fused=True)
+        caught = max((planted[n] - plain[n]).abs().max().item() for n in plain) > 100 * MODEL_TOLERANCE
+    except CheckpointError:
+        caught = True
+    assert caught
