@@ -211,11 +211,11 @@ def test_fused_lora_under_activation_checkpointing_equals_peft(tiny_llama, monke
     draws = []
     original = fused_lora.dropped_positions
 
-    def fresh_draw_on_recompute(n, p, device=None):  # planted: the recompute draws other positions
+    def fresh_draw_on_recompute(n, p, device=None, dtype=torch.float32):  # planted: the recompute draws others
         draws.append(n)
         if len(draws) % 2 == 0:
             torch.rand(1)
-        return original(n, p, device)
+        return original(n, p, device, dtype)
 
     monkeypatch.setattr(fused_lora, "dropped_positions", fresh_draw_on_recompute)
     try:  # caught by torch's own check on the recomputed tensors, or else by the gradients

@@ -29,7 +29,9 @@ class FastDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        return _ZeroAt.apply(x, dropped_positions(x.numel(), self.p, x.device), 1.0 / (1.0 - self.p))
+        if self.p > GAPS_UP_TO:  # the draws dropped_positions makes at these rates, kept as a mask
+            return x * (torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p))
+        return _ZeroAt.apply(x, drop_positions(x.numel(), self.p, x.device), 1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -56,11 +58,11 @@ def _scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float) -> torch.
     return out
 
 
-def dropped_positions(n: int, p: float, device=None) -> torch.Tensor:
-    """The flat positions a FastDropout of rate p zeroes in a tensor of n elements (model/fused_lora.py draws
-    through here too, so both drop the same entries from the same seed)."""
+def dropped_positions(n: int, p: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The flat positions a FastDropout of rate p zeroes in a contiguous tensor of n elements of `dtype`, from
+    the same draws (model/fused_lora.py draws here, so both paths drop the same entries from the same seed)."""
     if p > GAPS_UP_TO:
-        return torch.nonzero(torch.rand(n, device=device) < p).squeeze(1)
+        return torch.nonzero(torch.rand(n, device=device, dtype=dtype) < p).squeeze(1)
     return drop_positions(n, p, device)
 
 

@@ -28,7 +28,7 @@ class LoraDelta(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, result, weight_a, weight_b, scaling: float, p: float):
         flat = x.reshape(-1, x.shape[-1])
-        drops = dropped_positions(flat.numel(), p, flat.device) if p > 0 else None
+        drops = dropped_positions(flat.numel(), p, flat.device, flat.dtype) if p > 0 else None
         kept = flat
         if drops is not None:
             kept = flat.clone()
