@@ -44,15 +44,16 @@ class _ZeroAt(torch.autograd.Function):
     def forward(ctx, x, drops, scale):
         ctx.save_for_backward(drops)
         ctx.scale = scale
-        return _scaled_zeroed(x, drops, scale)
+        return scaled_zeroed(x, drops, scale)
 
     @staticmethod
     def backward(ctx, grad):
         (drops,) = ctx.saved_tensors
-        return _scaled_zeroed(grad, drops, ctx.scale), None, None
+        return scaled_zeroed(grad, drops, ctx.scale), None, None
 
 
-def _scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float) -> torch.Tensor:
+def scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """A contiguous copy of x times scale, zero at the flat positions `drops`."""
     out = x.mul(scale).contiguous()
     out.view(-1).index_fill_(0, drops, 0.0)
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from tunesmith.model.dropout import FastDropout, dropped_positions
+from tunesmith.model.dropout import FastDropout, dropped_positions, scaled_zeroed
 
 
 class LoraDelta(torch.autograd.Function):
@@ -29,10 +29,7 @@ class LoraDelta(torch.autograd.Function):
     def forward(ctx, x, result, weight_a, weight_b, scaling: float, p: float):
         flat = x.reshape(-1, x.shape[-1])
         drops = dropped_positions(flat.numel(), p, flat.device, flat.dtype) if p > 0 else None
-        kept = flat
-        if drops is not None:
-            kept = flat.clone()
-            kept.view(-1).index_fill_(0, drops, 0.0)
+        kept = flat if drops is None else scaled_zeroed(flat, drops)
         thin = torch.mm(kept, weight_a.t())  # [tokens, r]
         factor = scaling / (1.0 - p)
         flat_result = result.view(-1, result.shape[-1])
