@@ -55,8 +55,14 @@ class _ZeroAt(torch.autograd.Function):
 def scaled_zeroed(x: torch.Tensor, drops: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """A contiguous copy of x times scale, zero at the flat positions `drops`."""
     out = x.mul(scale).contiguous()
-    out.view(-1).index_fill_(0, drops, 0.0)
+    zero_at(out, drops)
     return out
+
+
+def zero_at(x: torch.Tensor, drops: torch.Tensor) -> None:
+    """Set the flat positions `drops` of the contiguous tensor x to zero, in place. put_ rather than index_fill_:
+    it splits the writes over threads (26 vs 39 us for 10.5k positions of a 530 x 384 tensor, 2 threads)."""
+    x.view(-1).put_(drops, torch.zeros(drops.numel(), dtype=x.dtype, device=x.device))
 
 
 def dropped_positions(n: int, p: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -70,17 +76,19 @@ def dropped_positions(n: int, p: float, device=None, dtype=torch.float32) -> tor
 def drop_positions(n: int, p: float, device=None, batch: int | None = None) -> torch.Tensor:
     """Sorted flat positions in [0, n), each present with probability p independently (from Geometric gaps).
 
-    Each gap is drawn by inversion, floor(log(1 - U) / log(1 - p)) + 1 with U uniform on [0, 1): one uniform
-    draw and a vectorised log per gap (torch's geometric_ draws them one by one, 2.6x slower here). Positions
-    are summed in float64, exact integers up to 2**53 (float32 only to 2**24 = 16.7M). `batch`: gaps drawn per
-    round (default: almost always enough in one)."""
+    Each gap is drawn by inversion, ceil(log(U) / log(1 - p)) with U uniform on [0, 1) (float64): one uniform
+    draw and a vectorised log per gap (torch's geometric_ draws them one by one, 2.6x slower here). It equals
+    floor(log(1 - U') / log(1 - p)) + 1 in distribution, with three passes over the draws instead of five
+    (108 vs 135 us for 10.5k gaps); U = 0 (probability 2**-53) gives an infinite gap, that is no more drops in
+    this tensor. Positions are summed in float64, exact integers up to 2**53 (float32 only to 2**24 = 16.7M).
+    `batch`: gaps drawn per round (default: almost always enough in one)."""
     expected = n * p
     batch = batch or int(expected + 6 * (expected * (1 - p)) ** 0.5) + 16
     per_log = 1.0 / math.log1p(-p)
     pieces, last = [], -1.0
     while last < n:  # rare second round: extend the gaps past the end
         uniform = torch.rand(batch, dtype=torch.float64, device=device)
-        gaps = uniform.neg_().log1p_().mul_(per_log).floor_().add_(1.0)  # Geometric(p) on 1, 2, ...
+        gaps = uniform.log_().mul_(per_log).ceil_()  # Geometric(p) on 1, 2, ...
         pieces.append(gaps.cumsum_(0).add_(last))
         last = pieces[-1][-1].item()
     drops = pieces[0] if len(pieces) == 1 else torch.cat(pieces)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from tunesmith.model.dropout import FastDropout, dropped_positions, scaled_zeroed
+from tunesmith.model.dropout import FastDropout, dropped_positions, scaled_zeroed, zero_at
 
 
 class LoraDelta(torch.autograd.Function):
@@ -50,7 +50,7 @@ class LoraDelta(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(grad_thin, weight_a)
             if drops is not None:
-                grad_x.view(-1).index_fill_(0, drops, 0.0)
+                zero_at(grad_x, drops)
             grad_x = grad_x.view(grad.shape[:-1] + (weight_a.shape[1],))
         if ctx.needs_input_grad[2]:
             grad_a = torch.mm(grad_thin.t(), kept)

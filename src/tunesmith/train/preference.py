@@ -26,6 +26,7 @@ from tunesmith.model.base import load_base_model
 from tunesmith.peak_memory import peak_rss_mib
 from tunesmith.run_dir import RunDir
 from tunesmith.train.callbacks import BestCallback, MetricsCallback, RichProgressCallback
+from tunesmith.train.lean_steps import LeanSteps
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.preference_batching import use_flat_batches
 from tunesmith.train.prepare import RunContext, write_manifest
@@ -129,11 +130,12 @@ def method_args(config: Config) -> dict:
 
 
 def trainer_classes(method: str):
-    """(Trainer, Config) classes from TRL; the trainer counts real tokens for tokens/s like SFT's."""
+    """(Trainer, Config) classes from TRL; the trainer counts real tokens for tokens/s like SFT's and keeps its
+    per-step bookkeeping lean (train/lean_steps.py)."""
     module, trainer_name, config_name = TRAINERS[method]
     loaded = import_module(module)
     trainer = getattr(loaded, trainer_name)
-    return type(f"Tunesmith{trainer_name}", (CountsRealTokens, trainer), {}), getattr(loaded, config_name)
+    return type(f"Tunesmith{trainer_name}", (CountsRealTokens, LeanSteps, trainer), {}), getattr(loaded, config_name)
 
 
 def use_batching(ctx, trainer) -> str:

@@ -18,6 +18,7 @@ from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback
 from tunesmith.train.distributed import strategy, use_fsdp_on_cpu
+from tunesmith.train.lean_steps import LeanSteps
 from tunesmith.train.method import TrainingMethod, base_result
 from tunesmith.train.prepare import RunContext, write_manifest
 from tunesmith.train.result import TrainResult
@@ -100,7 +101,7 @@ class SFTMethod(TrainingMethod):
         return {**super().summary(result), "best_val_loss": result.best_val_loss}
 
 
-class TokenCountingTrainer(Trainer):
+class TokenCountingTrainer(LeanSteps, Trainer):
     """Counts real (non-pad) tokens, computes logits only where there is loss, stops on a NaN/inf loss; padded
     batches are grouped by length in an order seeded by data_seed + epoch (train/sampling.py)."""
 
