@@ -15,6 +15,7 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.model.fused_norm_rope import fused_norm_and_rope
 from tunesmith.train.batching import Collator, real_tokens, resolve_batching, tokenize_split
 from tunesmith.train.callbacks import BestCallback
 from tunesmith.train.distributed import strategy, use_fsdp_on_cpu
@@ -82,9 +83,10 @@ class SFTMethod(TrainingMethod):
         return trainer
 
     def train(self, trainer, ctx: RunContext):
-        output = run_trainer(trainer, ctx)
-        if self.val_set is not None and not _evaluated_at_end(trainer):
-            trainer.evaluate()
+        with fused_norm_and_rope(trainer.model):  # CPU fp32 only, checked against the originals first
+            output = run_trainer(trainer, ctx)
+            if self.val_set is not None and not _evaluated_at_end(trainer):
+                trainer.evaluate()
         restore_sdpa(trainer.model)
         return output
 
