@@ -26,7 +26,8 @@ What each step may rely on and must do:
   (schedule, precision, checkpoints, logging, trackers), call `check_launch(args)`, pass
   `callbacks=standard_callbacks(ctx)` (metrics.jsonl, progress, atomic step-N checkpoints, best/), and
   `trainer.remove_callback(PrinterCallback)`. Extra manifest fields: `write_manifest(ctx, key=value)`.
-- `train(trainer, ctx)`. Default: `run_trainer(trainer, ctx)`; returns transformers' TrainOutput.
+- `train(trainer, ctx)`. Default: `run_trainer(trainer, ctx)` with the fused RMSNorm and rotary
+  (model/fused_norm_rope.py); returns transformers' TrainOutput.
 - `finish(ctx, trainer, output, seconds) -> TrainResult`. Default: saves trainer.model + tokenizer to final/
   atomically, records steps / tokens / last train loss in manifest.json (`finish_run`) and returns a
   TrainResult; override `result(ctx, trainer, output, seconds)` to return a richer one.
@@ -40,6 +41,7 @@ import time
 from typing import Any
 
 from tunesmith.config.schema import Config
+from tunesmith.model.fused_norm_rope import fused_norm_and_rope
 from tunesmith.train.callbacks import save_model_atomically
 from tunesmith.train.prepare import RunContext, finish_run, load_trainable_model, prepare_run
 from tunesmith.train.result import TrainResult
@@ -60,7 +62,8 @@ class TrainingMethod:
         raise NotImplementedError(f"training method {self.name!r} must define build_trainer")
 
     def train(self, trainer, ctx: RunContext):
-        return run_trainer(trainer, ctx)
+        with fused_norm_and_rope(trainer.model):  # CPU fp32 only, checked against the originals first
+            return run_trainer(trainer, ctx)
 
     def finish(self, ctx: RunContext, trainer, output, seconds: float) -> TrainResult:
         save_model_atomically(trainer.model, ctx.tokenizer, ctx.run_dir.final)
