@@ -135,6 +135,8 @@ def layer_times(hf_config, run_config, setup, lengths: list[int]) -> dict:
     """Seconds of one decoder layer (train step, forward only) and of the model around the layers."""
     import torch
 
+    from tunesmith.model.fused_norm_rope import fused_norm_and_rope
+
     batch = probe_batch(lengths, setup.batching, setup.device)
     models = [probe_model(hf_config, layers, run_config, setup) for layers in (0, 1)]
 
@@ -146,7 +148,8 @@ def layer_times(hf_config, run_config, setup, lengths: list[int]) -> dict:
         with torch.no_grad():
             model(**batch, use_cache=False, logits_to_keep=1)
 
-    train, ahead = paired_times(step, models, setup.device), paired_times(forward, models, setup.device)
+    with fused_norm_and_rope(models[1]):  # as training runs them (the default train of every method)
+        train, ahead = paired_times(step, models, setup.device), paired_times(forward, models, setup.device)
     return {
         "layer_train_s": train[1],
         "layer_forward_s": ahead[1],
@@ -312,6 +315,8 @@ def decode_times(hf_config, run_config, setup, sequences: int, context: int) -> 
     import torch
     from transformers import DynamicCache
 
+    from tunesmith.model.fused_norm_rope import fused_norm_and_rope
+
     out = []
     for layers in (0, 1):
         model = probe_model(hf_config, layers, run_config, setup)
@@ -327,7 +332,8 @@ def decode_times(hf_config, run_config, setup, sequences: int, context: int) -> 
                 model(input_ids=one, past_key_values=cache, use_cache=True)
             cache.crop(-1)  # back to `context` positions
 
-        out.append(timed(step, setup.device))
+        with fused_norm_and_rope(model):  # GRPO generates inside training, with the fused norm and rotary
+            out.append(timed(step, setup.device))
     return max(0.0, out[1] - out[0]), out[0]
 
 

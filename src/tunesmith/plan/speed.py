@@ -24,6 +24,10 @@ from tunesmith.plan.overhead import cache_dir
 from tunesmith.plan.probe import CLOCK_ENV, timed
 from tunesmith.plan.workload import attention_rows
 
+# part of the calibration cache key: bump when the probes time different code (2: the fused RMSNorm and rotary
+# of model/fused_norm_rope.py, which training uses), so calibrations of the old code are not reused
+PROBE_REVISION = 2
+
 
 @dataclass
 class Calibration:
@@ -66,6 +70,7 @@ def calibrate(hf_config, run_config, shape, setup, workload, use_cache: bool = T
             workload.generations,
             workload.timed_longest,
             os.environ.get(CLOCK_ENV, "wall"),
+            PROBE_REVISION,
         ],
         sort_keys=True,
         default=str,
