@@ -203,3 +203,15 @@ def test_dropout_gaps_are_independent_drops_at_rate_p(p, batch):
     assert (dropped[:-1] * dropped[1:]).mean().item() == pytest.approx(p * p, rel=0.1)  # neighbours independent
     runs = torch.diff(torch.nonzero(dropped).squeeze(-1)).float()  # gaps between drops: Geometric(p), mean 1/p
     assert runs.mean().item() == pytest.approx(1 / p, rel=0.03)
+
+
+def test_dropped_positions_are_distinct_and_inside_the_tensor():
+    """Gaps are Geometric on 1, 2, ...: a gap of 0 (floor instead of ceil) would repeat a position, and the first
+    one would be -1, which put_ wraps to the last element; the mask statistics above cannot see either."""
+    from tunesmith.model.dropout import drop_positions
+
+    torch.manual_seed(2)
+    for _ in range(50):
+        drops = drop_positions(10_000, 0.05)
+        assert drops.numel() > 0 and drops[0] >= 0 and drops[-1] < 10_000
+        assert bool((torch.diff(drops) > 0).all())
