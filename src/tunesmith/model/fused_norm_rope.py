@@ -87,7 +87,6 @@ def fused_norm_forward(original):
             return RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
         return original(self, hidden_states)
 
-    forward.tunesmith_original = original
     return forward
 
 
@@ -98,7 +97,6 @@ def fused_rope(original):
             return original(q, k, cos, sin, unsqueeze_dim)
         return RotaryFunction.apply(q, k, cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim))
 
-    apply_rotary_pos_emb.tunesmith_original = original
     return apply_rotary_pos_emb
 
 
