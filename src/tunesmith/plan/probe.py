@@ -311,30 +311,33 @@ def decode_times(hf_config, run_config, setup, sequences: int, context: int) -> 
     """(seconds of one decoder layer, of the model around the layers) for one generation step of `sequences`
     completions at once with a KV cache of `context` positions: forward only, with the run's adapters (GRPO
     generates with the model it trains: at a few rows per matmul the adapters' extra small ops count), in
-    training mode as TRL leaves the model while it generates (the adapters' dropout runs)."""
+    training mode as TRL leaves the model while it generates (the adapters' dropout runs). The models with no
+    layer and with one are timed in alternation (paired_times): a few milliseconds a step, each pair of steps
+    sees the same spell of the machine."""
     import torch
     from transformers import DynamicCache
 
     from tunesmith.model.fused_norm_rope import fused_norm_and_rope
 
-    out = []
-    for layers in (0, 1):
+    def prepared(layers: int):
         model = probe_model(hf_config, layers, run_config, setup)
         model.config.use_cache = True
         ids = torch.randint(3, PROBE_VOCAB, (sequences, max(1, context)), device=setup.device)
         cache = DynamicCache(config=probe_config(hf_config, layers))
         with torch.no_grad():
             model(input_ids=ids, past_key_values=cache, use_cache=True)
-        one = ids[:, -1:]
+        return model, cache, ids[:, -1:]
 
-        def step():
-            with torch.no_grad():
-                model(input_ids=one, past_key_values=cache, use_cache=True)
-            cache.crop(-1)  # back to `context` positions
+    def step(prepared_model):
+        model, cache, one = prepared_model
+        with torch.no_grad():
+            model(input_ids=one, past_key_values=cache, use_cache=True)
+        cache.crop(-1)  # back to `context` positions
 
-        with fused_norm_and_rope(model):  # GRPO generates inside training, with the fused norm and rotary
-            out.append(timed(step, setup.device))
-    return max(0.0, out[1] - out[0]), out[0]
+    models = [prepared(layers) for layers in (0, 1)]
+    with fused_norm_and_rope(models[1][0]):  # GRPO generates inside training, with the fused norm and rotary
+        around, layer = paired_times(step, models, setup.device, max_pairs=200)
+    return layer, around
 
 
 def generate_step_time(hf_config, setup, sequences: int, prompt: int, new_tokens: int = 8) -> float:

@@ -25,8 +25,9 @@ from tunesmith.plan.probe import CLOCK_ENV, timed
 from tunesmith.plan.workload import attention_rows
 
 # part of the calibration cache key: bump when the probes time different code (2: the fused RMSNorm and rotary
-# of model/fused_norm_rope.py, which training uses), so calibrations of the old code are not reused
-PROBE_REVISION = 2
+# of model/fused_norm_rope.py, which training uses; 3: the decode probe times its two models in alternation), so
+# calibrations of the old code are not reused
+PROBE_REVISION = 3
 
 
 @dataclass
