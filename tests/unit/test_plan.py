@@ -405,3 +405,17 @@ def test_dpo_plan_counts_the_chosen_and_the_rejected_sequence(tmp_path):
     assert [sum(inputs.lengths[i] + inputs.rejected[i] for i in b) for b in batches] == measured
     # planted: the chosen sequence counted twice (what the plan did before)
     assert [2 * sum(inputs.lengths[i] for i in b) for b in batches] != measured
+
+
+def test_grpo_plan_on_several_cpu_threads_warns_that_load_slows_generation_more():
+    """The note where the plan's medians were measured to miss load (GRPO, CPU, 2+ threads), nowhere else."""
+    from types import SimpleNamespace
+
+    from tunesmith.plan.build import generation_load_note
+    from tunesmith.plan.speed import Calibration
+
+    grpo, sft = SimpleNamespace(generations=4), SimpleNamespace(generations=0)
+    assert "1.3-1.7x" in generation_load_note(grpo, Calibration("cpu", "fp32", 2))[0]
+    assert generation_load_note(grpo, Calibration("cpu", "fp32", 1)) == []
+    assert generation_load_note(grpo, Calibration("cuda", "bf16", 2)) == []
+    assert generation_load_note(sft, Calibration("cpu", "fp32", 2)) == []

@@ -284,6 +284,19 @@ def time_assumptions(plan: Plan, cal) -> list[str]:
         "the optimizer",
         "time: the machine as busy as during the calibration (a calibration on a loaded machine predicts slower "
         "steps; it is cached under $TUNESMITH_CACHE/plan/calibration.json, delete it to calibrate again)",
+        *generation_load_note(w, cal),
+    ]
+
+
+def generation_load_note(workload, cal) -> list[str]:
+    """GRPO on several CPU threads: the probes' medians of millisecond generation calls miss what another
+    busy process costs the run (planned 24-40% under the measured step, docs/plan.md)."""
+    if not workload.generations or cal.device != "cpu" or cal.threads < 2:
+        return []
+    return [
+        "time: GRPO's generation is thousands of millisecond calls; with another process busy on this CPU the "
+        f"steps slow more than the calibration shows (measured 1.3-1.7x the plan at {cal.threads} threads with one "
+        "core busy: docs/plan.md)"
     ]
 
 
