@@ -11,7 +11,7 @@ the RSS is higher: docs/plan.md). Time is measured with the default allocator us
 fine-tune (layers and optimizer), a LoRA run over 30 steps (the first steps of a fresh process run slower while
 the heap grows; 6-step runs measured 15% slower per step than 30-step ones), and GRPO (generation, TRL's fused
 output layer). On this 2-core VM a process's speed moves by 10-25% from one process to the next, the plan's as
-much as the run's (GRPO runs of one config measured 0.44-0.69 s/step on an idle machine; single calibrations
+much as the run's (GRPO runs of one config measured 0.42-0.69 s/step on an idle machine; single calibrations
 0.38-0.72 s/step), so each time check trains once and calibrates three times (the median), and while the
 prediction misses, trains and calibrates again, up to three times, the bound applying to the pooled numbers
 (the mean of the runs, the median of all calibrations): pooling converges on a biased plan's bias, so a wrong
