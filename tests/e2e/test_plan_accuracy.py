@@ -12,8 +12,8 @@ fine-tune (layers and optimizer), a LoRA run over 30 steps (the first steps of a
 the heap grows; 6-step runs measured 15% slower per step than 30-step ones), and GRPO (generation, TRL's fused
 output layer). On this 2-core VM a process's speed moves by 10-25% from one process to the next, the plan's as
 much as the run's (GRPO runs of one config measured 0.42-0.69 s/step on an idle machine; single calibrations
-0.38-0.72 s/step), so each time check trains once and calibrates three times (the median), and while the
-prediction misses, trains and calibrates again, up to three times, the bound applying to the pooled numbers
+0.38-0.72 s/step), so each time check trains once and calibrates three times (GRPO five; the median), and while
+the prediction misses, trains and calibrates again, up to three times, the bound applying to the pooled numbers
 (the mean of the runs, the median of all calibrations): pooling converges on a biased plan's bias, so a wrong
 plan still misses. Planted bugs prove each check can fail: the full fine-tune's memory without the AdamW
 states, the QLoRA memory without the checkpoint file pages, the time without the layers' backward, and GRPO's
@@ -177,7 +177,8 @@ def test_grpo_memory_and_time_within_20_percent_and_without_generation_fails(tmp
     step is thousands of generation calls of a few milliseconds, and with torch's two threads on a machine
     where another process kept one core busy, the runs slowed 4x and the calibrations' medians caught the
     calls that ran alone (a training run and three calibrations: 24-40% under the measured step, six times;
-    on one thread in CPU seconds, +6% and +13%). The two-thread wall-clock GRPO row is in bench/plan_accuracy.py's table (docs/plan.md)."""
+    on one thread in CPU seconds, +6% and +13%). The two-thread wall-clock GRPO row is in the table of
+    bench/plan_accuracy.py (docs/plan.md)."""
     plan, measured, _ = train_and_plan(tmp_path, grpo_config(tmp_path, "grpo", lean=True))
     peak = measured["peak_memory"]
     assert error(plan["peak"], peak) <= BOUND, f"predicted {plan['peak'] / 2**20:.0f} MiB, measured {peak / 2**20:.0f}"
